@@ -1,0 +1,145 @@
+"""Deterministic training of one (architecture, seed) network.
+
+Why so strict: the whole study compares networks that differ *only* in their initialisation
+(and the data order drawn from the same seed). Rerunning a seed must give bitwise-identical
+weights on CPU, so every source of randomness is drawn from generators seeded here, the data
+loader is a plain in-memory permutation, and torch runs in deterministic mode.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import ArrayDataset, Splits
+from .models import StitchableNet, build_model
+
+
+def set_determinism(seed: int, threads: int | None = None) -> None:
+    """Seed every RNG and switch torch to deterministic kernels."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    torch.backends.cudnn.benchmark = False
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop (zero padding ``pad``) and horizontal flip, drawn from ``generator``."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)  # (n, h)
+    cols = (dx[:, None] + torch.arange(w)[None, :]).to(x.device)  # (n, w)
+    cols = torch.where(flip.to(x.device)[:, None], cols.flip(1), cols)
+    idx_n = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+@torch.no_grad()
+def evaluate(model: StitchableNet, dataset: ArrayDataset, device: torch.device | str, batch_size: int = 500) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` (in eval mode) on ``dataset``."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for start in range(0, len(dataset), batch_size):
+        x = torch.from_numpy(dataset.x[start : start + batch_size]).to(device)
+        y = torch.from_numpy(dataset.y[start : start + batch_size]).to(device)
+        logits = model(x)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    return {"accuracy": correct / len(dataset), "loss": loss_sum / len(dataset)}
+
+
+def _optimizer(model: torch.nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    lr, wd = float(cfg.get("lr", 0.05)), float(cfg.get("weight_decay", 5e-4))
+    if cfg.get("optimizer", "sgd") == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+
+
+def train_model(
+    model: StitchableNet,
+    splits: Splits,
+    train_cfg: Mapping[str, Any],
+    seed: int,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``model`` in place (SGD/Adam, cosine learning-rate decay); return its metrics.
+
+    The data order and augmentation are drawn from a generator seeded with ``seed``.
+    """
+    epochs, batch_size = int(train_cfg["epochs"]), int(train_cfg.get("batch_size", 128))
+    augment = bool(train_cfg.get("augment", False))
+    model.to(device).train()
+    opt = _optimizer(model, train_cfg)
+    steps_per_epoch = math.ceil(len(splits.train) / batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / (epochs * steps_per_epoch)))
+    )
+    gen = torch.Generator().manual_seed(seed)
+    x_all, y_all = torch.from_numpy(splits.train.x), torch.from_numpy(splits.train.y)
+    history = []
+    start_time = time.perf_counter()
+    bar = tqdm(range(epochs), desc=f"train seed {seed}", disable=not progress, mininterval=1.0)
+    for epoch in bar:
+        order = torch.randperm(len(splits.train), generator=gen)
+        loss_sum, correct = 0.0, 0
+        for s in range(steps_per_epoch):
+            idx = order[s * batch_size : (s + 1) * batch_size]
+            x, y = x_all[idx], y_all[idx]
+            if augment:
+                x = augment_batch(x, gen)
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}, step {s}: lower train.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(splits.train), "train_accuracy": correct / len(splits.train)})
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", acc=f"{history[-1]['train_accuracy']:.3f}")
+    train_seconds = time.perf_counter() - start_time
+    test = evaluate(model, splits.test, device)
+    model.eval()
+    return {
+        "seed": seed,
+        "epochs": epochs,
+        "train_seconds": train_seconds,
+        "train_accuracy": history[-1]["train_accuracy"],
+        "train_loss": history[-1]["train_loss"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "history": history,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def train_new_model(
+    arch: str, splits: Splits, train_cfg: Mapping[str, Any], seed: int, device: torch.device | str = "cpu", progress: bool = True
+) -> tuple[StitchableNet, dict[str, Any]]:
+    """Seed everything, build ``arch`` (initialisation drawn from ``seed``) and train it."""
+    set_determinism(seed, train_cfg.get("threads"))
+    model = build_model(arch, splits.num_classes, splits.in_channels, splits.image_size)
+    metrics = train_model(model, splits, train_cfg, seed, device, progress)
+    return model, metrics
