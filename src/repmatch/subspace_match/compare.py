@@ -1,0 +1,96 @@
+"""One layer pair of two networks: maximum matches over the ε sweep, averaged over coordinate
+draws, and the simple matches at one ε. Arrays in, a small result object out (no file I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .maximum import check_eps, maximum_match_sweep
+from .sampling import align_spatial, draw_coordinates, gather_neuron_vectors, n_coordinates
+from .simple import SimpleMatch, simple_matches_in
+
+
+@dataclass
+class LayerPairResult:
+    """Per-repeat numbers of one layer pair (lists are indexed by repeat)."""
+
+    eps: list[float]
+    n_coords: int
+    d_a: int
+    d_b: int
+    whole_layer_eps: list[float] = field(default_factory=list)
+    similarity: dict[float, list[float]] = field(default_factory=dict)
+    matched_a: dict[float, list[int]] = field(default_factory=dict)
+    matched_b: dict[float, list[int]] = field(default_factory=dict)
+    live_a: list[int] = field(default_factory=list)
+    live_b: list[int] = field(default_factory=list)
+    simple_eps: float | None = None
+    simple: list[tuple[int, SimpleMatch]] = field(default_factory=list)
+
+    @property
+    def repeats(self) -> int:
+        return len(self.whole_layer_eps)
+
+
+def compare_layers(
+    acts_a: np.ndarray,
+    acts_b: np.ndarray,
+    eps_values: Sequence[float],
+    n_coords: int = 10_000,
+    repeats: int = 16,
+    simple_eps: float | None = None,
+    simple_repeats: int = 1,
+    seed: int = 0,
+    key: str = "",
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> LayerPairResult:
+    """Subspace match of two layers' cached activations ((n, d) or (n, C, H, W), same n).
+
+    Each repeat draws D coordinates (conv layers with more than D; all of them otherwise, and
+    then there is a single repeat), builds the neuron vectors of both layers on ``device``,
+    and sweeps ε. Simple matches are computed at ``simple_eps`` on the first
+    ``simple_repeats`` draws only: they cost far more than the maximum match.
+    """
+    eps_list = sorted({check_eps(e) for e in eps_values})
+    if simple_eps is not None:
+        simple_eps = check_eps(simple_eps)
+    a, b = align_spatial(acts_a, acts_b)
+    draws = draw_coordinates(n_coordinates(a.shape), n_coords, repeats, seed, key)
+    result = LayerPairResult(
+        eps=eps_list, n_coords=len(draws[0]), d_a=int(a.shape[1]), d_b=int(b.shape[1]), simple_eps=simple_eps,
+        similarity={e: [] for e in eps_list}, matched_a={e: [] for e in eps_list}, matched_b={e: [] for e in eps_list},
+    )  # fmt: skip
+    sweep_eps = eps_list + ([simple_eps] if simple_eps is not None else [])
+    for r, coords in enumerate(draws):
+        va = torch.from_numpy(gather_neuron_vectors(a, coords))
+        vb = torch.from_numpy(gather_neuron_vectors(b, coords))
+        sweep = maximum_match_sweep(va, vb, sweep_eps, device, dtype)
+        result.whole_layer_eps.append(sweep.whole_layer_eps)
+        result.live_a.append(sweep.problem.n_a)
+        result.live_b.append(sweep.problem.n_b)
+        for e in eps_list:
+            m = sweep.matches[e]
+            result.similarity[e].append(m.similarity)
+            result.matched_a[e].append(len(m.a))
+            result.matched_b[e].append(len(m.b))
+        if simple_eps is not None and r < simple_repeats:
+            ia, ib = sweep.local[simple_eps]
+            result.simple.extend((r, s) for s in simple_matches_in(sweep.problem, ia, ib, simple_eps))
+    return result
+
+
+def layer_pairs(layers_a: Sequence[str], layers_b: Sequence[str], mode: str) -> list[tuple[str, str]]:
+    """Which layer pairs to compare: ``corresponding`` (same name in both) or ``all``."""
+    if mode == "corresponding":
+        pairs = [(name, name) for name in layers_a if name in set(layers_b)]
+        if not pairs:
+            raise ValueError(f"the two networks share no layer names ({list(layers_a)} vs {list(layers_b)})")
+        return pairs
+    if mode == "all":
+        return [(la, lb) for la in layers_a for lb in layers_b]
+    raise ValueError(f"subspace_match.layer_pairs must be 'corresponding' or 'all', got {mode!r}")

@@ -1,0 +1,90 @@
+"""Figures of the subspace stage: maximum-match similarity vs ε per layer, and the size
+distribution of simple matches (the two summaries of Wang et al. 2018)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import read_table
+from ..logs import job_logger
+from ..plotting import plt, save_figure
+
+
+def corresponding_rows(table: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Rows comparing a layer with the same layer of a *different* network (the paper's setting);
+    falls back to same-layer rows of any pair when only within-network pairs were computed."""
+    rows = table[(table["method"] == method) & (table["layer_a"] == table["layer_b"])]
+    across = rows[rows["model_a"] != rows["model_b"]]
+    return across if not across.empty else rows
+
+
+def _message_figure(text: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    return fig
+
+
+def plot_max_match_vs_eps(table: pd.DataFrame, path_stem: str | os.PathLike[str]) -> list[Path]:
+    """One line per layer: maximum-match similarity against ε, mean ± std over network pairs."""
+    rows = corresponding_rows(table, "maximum_match")
+    if rows.empty:
+        return save_figure(_message_figure("no maximum-match results for corresponding layers"), path_stem)
+    stats = rows.groupby(["index_a", "layer_a", "eps"])["value"].agg(["mean", "std", "count"]).reset_index()
+    n_pairs = rows.groupby(["model_a", "model_b"]).ngroups
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for (_, layer), g in stats.groupby(["index_a", "layer_a"], sort=True):
+        g = g.sort_values("eps")
+        ax.errorbar(g["eps"], g["mean"], yerr=g["std"].fillna(0.0), marker="o", capsize=2, label=str(layer))
+    ax.set_xlabel("ε")
+    ax.set_ylabel("maximum-match similarity (|X*|+|Y*|)/(d_A+d_B)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"Subspace match of corresponding layers\n(mean ± std over {n_pairs} network pair(s))", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(title="layer", fontsize=8, loc="upper left")
+    return save_figure(fig, path_stem)
+
+
+def plot_simple_match_sizes(simple: pd.DataFrame, path_stem: str | os.PathLike[str]) -> list[Path]:
+    """Histogram of simple-match sizes |X|+|Y|, one panel per layer (corresponding layers)."""
+    rows = corresponding_rows(simple, "simple_match") if not simple.empty else simple
+    if rows.empty:
+        return save_figure(_message_figure("no simple matches (empty maximum matches at the chosen ε,\nor simple matches disabled)"), path_stem)
+    eps = ", ".join(f"{e:g}" for e in sorted(rows["eps"].unique()))
+    layers = rows[["index_a", "layer_a"]].drop_duplicates().sort_values("index_a")["layer_a"].tolist()
+    ncols = min(3, len(layers))
+    nrows = int(np.ceil(len(layers) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.6 * nrows), squeeze=False)
+    top = int(rows["value"].max())
+    bins = np.arange(1.5, top + 1.5) if top >= 2 else np.array([0.5, 2.5])
+    for ax, layer in zip(axes.flat, layers):
+        sizes = rows.loc[rows["layer_a"] == layer, "value"].to_numpy()
+        ax.hist(sizes, bins=bins, color="tab:blue", edgecolor="white")
+        ax.set_title(f"{layer} ({len(sizes)} matches)", fontsize=9)
+        ax.set_xlabel("simple-match size |X|+|Y|")
+        ax.set_ylabel("count")
+    for ax in list(axes.flat)[len(layers):]:
+        ax.axis("off")
+    fig.suptitle(f"Simple-match sizes at ε = {eps} (all network pairs)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path_stem)
+
+
+def subspace_figures_stage(
+    table: str | os.PathLike[str], simple: str | os.PathLike[str], eps_figure: str, sizes_figure: str,
+    log_file: str | os.PathLike[str] | None = None,
+) -> None:
+    """The ``subspace_figures`` job; figure arguments are stems or any of their .png/.pdf paths."""
+    log = job_logger("subspace_figures", log_file)
+    written = plot_max_match_vs_eps(read_table(table), _stem(eps_figure))
+    written += plot_simple_match_sizes(read_table(simple), _stem(sizes_figure))
+    log.info("wrote %s", ", ".join(map(str, written)))
+
+
+def _stem(path: str) -> str:
+    root, ext = os.path.splitext(str(path))
+    return root if ext in (".png", ".pdf") else str(path)

@@ -1,0 +1,60 @@
+"""Tidy long tables of subspace-match results (one row per observation).
+
+Two observational units, hence two tables:
+
+* matches (``results/subspace/pairs/{pair}.parquet``): one row per (layer pair, method, ε).
+  ``method = maximum_match``: ``value`` = maximum-match similarity (|X*|+|Y*|)/(d_A+d_B),
+  averaged over the coordinate draws (``value_std``, ``repeats``). ``method =
+  whole_layer_match``: ``value`` = the smallest ε at which the whole live layers match (``eps``
+  is NaN there).
+* simple matches (``results/subspace/pairs/{pair}.simple.parquet``): one row per distinct
+  simple match, ``value`` = its size |X|+|Y|, plus ``size_a``, ``size_b`` and the neuron
+  indices as comma-separated strings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .compare import LayerPairResult
+
+KEY_COLUMNS = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b"]
+MATCH_COLUMNS = KEY_COLUMNS + [
+    "method", "eps", "value", "value_std", "repeats", "n_coords", "d_a", "d_b", "matched_a", "matched_b", "live_a", "live_b",
+]  # fmt: skip
+SIMPLE_COLUMNS = KEY_COLUMNS + [
+    "method", "eps", "repeat", "value", "size_a", "size_b", "neurons_a", "neurons_b", "found_from", "n_coords", "d_a", "d_b",
+]  # fmt: skip
+
+
+def pair_key(model_a: str, layer_a: str, index_a: int, model_b: str, layer_b: str, index_b: int) -> dict:
+    return {"model_a": model_a, "layer_a": layer_a, "index_a": int(index_a), "model_b": model_b, "layer_b": layer_b, "index_b": int(index_b)}
+
+
+def match_rows(key: dict, res: LayerPairResult) -> list[dict]:
+    """Rows of the matches table for one layer pair."""
+    common = {**key, "repeats": res.repeats, "n_coords": res.n_coords, "d_a": res.d_a, "d_b": res.d_b,
+              "live_a": float(np.mean(res.live_a)), "live_b": float(np.mean(res.live_b))}  # fmt: skip
+    rows = [{**common, "method": "whole_layer_match", "eps": np.nan, "value": float(np.mean(res.whole_layer_eps)),
+             "value_std": float(np.std(res.whole_layer_eps)), "matched_a": np.nan, "matched_b": np.nan}]  # fmt: skip
+    for e in res.eps:
+        rows.append({**common, "method": "maximum_match", "eps": float(e), "value": float(np.mean(res.similarity[e])),
+                     "value_std": float(np.std(res.similarity[e])), "matched_a": float(np.mean(res.matched_a[e])),
+                     "matched_b": float(np.mean(res.matched_b[e]))})  # fmt: skip
+    return rows
+
+
+def simple_rows(key: dict, res: LayerPairResult) -> list[dict]:
+    """Rows of the simple-match table for one layer pair."""
+    return [
+        {**key, "method": "simple_match", "eps": float(res.simple_eps), "repeat": int(r), "value": s.size,
+         "size_a": len(s.a), "size_b": len(s.b), "neurons_a": ",".join(map(str, s.a)), "neurons_b": ",".join(map(str, s.b)),
+         "found_from": s.found_from, "n_coords": res.n_coords, "d_a": res.d_a, "d_b": res.d_b}  # fmt: skip
+        for r, s in res.simple
+    ]
+
+
+def to_frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """A table with a fixed column order (also when empty, so aggregation never loses columns)."""
+    return pd.DataFrame(rows, columns=columns)
