@@ -96,3 +96,14 @@ def test_extract_matches_a_direct_forward():
         ref = model.features(torch.from_numpy(x), ["conv2", "fc1"])
     for name in ("conv2", "fc1"):
         np.testing.assert_allclose(acts[name], ref[name].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_atomic_outputs_respect_the_umask(tmp_path):
+    import os
+
+    from repmatch.io import write_json
+
+    write_json({"a": 1}, tmp_path / "x.json")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask

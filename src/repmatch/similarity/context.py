@@ -1,0 +1,27 @@
+"""What a measure's grid function receives besides the layers: parameters and a degeneracy log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class GridContext:
+    """Parameters of the run (``rbf_sigma``, ``svcca_variance``, ``minibatch_size``, ...) and the
+    list of degenerate cells a measure found.
+
+    Measures never raise for a degenerate *pair* inside a grid: they set the cell to NaN and call
+    :meth:`degenerate` with the reason; the engine then raises or warns (``on_degenerate``).
+    """
+
+    params: Mapping[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def degenerate(self, reason: str) -> None:
+        self.problems.append(reason)
+
+    def param(self, key: str, default: Any) -> Any:
+        value = self.params.get(key)
+        return default if value is None else value

@@ -1,0 +1,110 @@
+"""Layer x layer heatmaps of the similarity indices (uses the shared :mod:`repmatch.plotting` helpers).
+
+Per measure two figures: every model pair as one panel (within-network grids included), and the
+grid averaged over all ordered cross-seed pairs (the seed-averaged picture of layer correspondence).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..plotting import draw_layer_grid, save_figure  # noqa: E402
+from .registry import get_measure  # noqa: E402
+from .sanity import _models, oriented_grid  # noqa: E402
+
+FIGURE_KINDS = ("pairs", "cross_seed")
+
+
+def figure_stem(out_dir: str | os.PathLike[str], measure: str, kind: str) -> Path:
+    return Path(out_dir) / f"{measure}_{kind}"
+
+
+def _stored_pairs(table: pd.DataFrame, method: str) -> list[tuple[str, str]]:
+    """Model pairs in table order, each unordered pair once (asymmetric measures store both)."""
+    seen: list[tuple[str, str]] = []
+    sub = table[table["method"] == method]
+    for pair in dict.fromkeys(zip(sub["model_a"], sub["model_b"])):
+        if (pair[1], pair[0]) not in seen:
+            seen.append(pair)
+    return seen
+
+
+def _limits(table: pd.DataFrame, method: str) -> tuple[float | None, float | None]:
+    v = table.loc[table["method"] == method, "value"].to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return (float(v.min()), float(v.max())) if v.size else (None, None)
+
+
+def plot_pairs(table: pd.DataFrame, method: str, stem: str | os.PathLike[str]) -> list[Path]:
+    """One panel per model pair (rows: layers of model_a, columns: layers of model_b)."""
+    m = get_measure(method)
+    pairs = _stored_pairs(table, method)
+    if not pairs:
+        raise ValueError(f"no rows for method {method!r} in the similarity table")
+    ncol = min(3, len(pairs))
+    nrow = math.ceil(len(pairs) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol + 1, 3.8 * nrow), squeeze=False, layout="constrained")
+    vmin, vmax = _limits(table, method)
+    image = None
+    for ax, (x, y) in zip(axes.ravel(), pairs):
+        grid = oriented_grid(table, method, x, y, m.symmetric)
+        assert grid is not None
+        image = draw_layer_grid(ax, grid, title=f"{x} vs {y}", xlabel=y, ylabel=x, vmin=vmin, vmax=vmax, annotate=False)
+    for ax in axes.ravel()[len(pairs):]:
+        ax.axis("off")
+    fig.suptitle(f"{method} ({'higher' if m.larger_is_similar else 'lower'} = more similar)")
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), label=method)
+    return save_figure(fig, stem)
+
+
+def cross_seed_mean(table: pd.DataFrame, method: str) -> pd.DataFrame | None:
+    """Mean of value(x_i, y_j) over all ordered pairs of different models (None with one model)."""
+    m = get_measure(method)
+    grids = []
+    models = _models(table)
+    for x in models:
+        for y in models:
+            if x != y:
+                g = oriented_grid(table, method, x, y, m.symmetric)
+                if g is not None:
+                    grids.append(g)
+    if not grids:
+        return None
+    stacked = np.stack([g.to_numpy(dtype=float) for g in grids])
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(stacked, axis=0) if np.isfinite(stacked).any() else stacked[0]
+    return pd.DataFrame(mean, index=grids[0].index, columns=grids[0].columns)
+
+
+def plot_cross_seed(table: pd.DataFrame, method: str, stem: str | os.PathLike[str]) -> list[Path]:
+    """Seed-averaged cross-seed heatmap; a placeholder figure saying so when only one seed is configured."""
+    grid = cross_seed_mean(table, method)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    if grid is None:
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{method}: no cross-seed pairs\n(only one seed configured)", ha="center", va="center")
+    else:
+        image = draw_layer_grid(ax, grid, title=f"{method}, mean over cross-seed pairs", xlabel="layer of seed y",
+                                ylabel="layer of seed x")
+        fig.colorbar(image, ax=ax, label=method)
+    return save_figure(fig, stem)
+
+
+def similarity_figures(table: pd.DataFrame, out_dir: str | os.PathLike[str], methods: Sequence[str]) -> list[Path]:
+    """All similarity figures (PNG + PDF) for ``methods``: ``{method}_pairs`` and ``{method}_cross_seed``."""
+    paths: list[Path] = []
+    for method in methods:
+        paths += plot_pairs(table, method, figure_stem(out_dir, method, "pairs"))
+        paths += plot_cross_seed(table, method, figure_stem(out_dir, method, "cross_seed"))
+    return paths

@@ -1,0 +1,146 @@
+"""The registry of similarity measures: one entry per measure, with the properties it claims.
+
+Why declare properties: one parametrised test checks every measure against exactly what it
+declares (symmetry, value on identical input, each invariance), the sanity tables know whether
+larger means more similar, and the Snakemake rules just iterate ``config["similarity"]["measures"]``.
+Adding a measure = writing its grid function and one :func:`register` call here.
+
+The registry itself imports neither torch nor the measure code (grid functions are named as
+``"module:function"`` and imported on first use), so the sanity tables, the figures and the
+Snakefile's parse-time check of ``similarity.measures`` stay light.
+
+Invariance names:
+``orthogonal`` (X -> X Q, Q orthogonal), ``isotropic_scaling`` (X -> c X), ``translation``
+(X -> X + 1 b^T), ``invertible_linear`` (X -> X A, A invertible, applied to either argument),
+``invertible_linear_a`` (only for the first argument, e.g. the regression predictor).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SimilarityInputError
+
+#: grid(stats_a, stats_b, ctx) -> (len(a) x len(b)) float64 array
+GridFn = Callable[[Any, Any, Any], Any]
+
+#: Defaults of the ``similarity`` config section (mirrored in config/schema.yaml; a test checks both agree).
+DEFAULT_CONFIG: dict[str, Any] = {
+    "measures": ["linear_cka", "rbf_cka", "debiased_cka", "minibatch_cka", "mean_cca", "svcca", "pwcca", "procrustes",
+                 "linear_regression"],
+    "conv_mode": "gap",
+    "rbf_sigma": 0.8,
+    "svcca_variance": 0.99,
+    "minibatch_size": 100,
+    "precision": "float64",
+    "on_degenerate": "nan",
+    "threads": 1,
+}
+
+INVARIANCES = ("orthogonal", "isotropic_scaling", "translation", "invertible_linear", "invertible_linear_a")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A similarity (or distance) measure between two (rows x features) representations.
+
+    ``grid(stats_a, stats_b, ctx)`` returns the (len(a) x len(b)) float64 array of values; cells
+    where the measure is undefined are NaN and reported through ``ctx.degenerate``.
+    ``grid_ref`` names it as ``"module:function"`` relative to this package (or absolute).
+    """
+
+    name: str
+    grid_ref: str
+    description: str
+    symmetric: bool
+    larger_is_similar: bool
+    identity_value: float
+    invariances: frozenset[str]
+    params: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.invariances) - set(INVARIANCES)
+        if unknown:
+            raise ValueError(f"measure {self.name!r} declares unknown invariances {sorted(unknown)}")
+
+    @property
+    def grid(self) -> GridFn:
+        module, _, func = self.grid_ref.partition(":")
+        mod = importlib.import_module(module if "." in module else f"{__package__}.{module}")
+        return getattr(mod, func)
+
+
+MEASURES: dict[str, Measure] = {}
+
+
+def register(measure: Measure) -> Measure:
+    if measure.name in MEASURES:
+        raise ValueError(f"measure {measure.name!r} is already registered")
+    MEASURES[measure.name] = measure
+    return measure
+
+
+def get_measure(name: str) -> Measure:
+    try:
+        return MEASURES[name]
+    except KeyError:
+        raise SimilarityInputError(f"unknown similarity measure {name!r}; registered measures are {sorted(MEASURES)}") from None
+
+
+def check_measures(names: Iterable[str]) -> list[Measure]:
+    """Resolve a config list of measure names; unknown or repeated names are an error naming them."""
+    names = list(names)
+    if not names:
+        raise SimilarityInputError("similarity.measures is empty; name at least one of " + str(sorted(MEASURES)))
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SimilarityInputError(f"similarity.measures lists {dupes} more than once")
+    return [get_measure(n) for n in names]
+
+
+_ORTH_SCALE_SHIFT = frozenset({"orthogonal", "isotropic_scaling", "translation"})
+
+register(Measure(
+    "linear_cka", "cka:linear_cka_grid", "linear CKA (Kornblith et al. 2019)",
+    symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT,
+))
+register(Measure(
+    "rbf_cka", "cka:rbf_cka_grid", "RBF-kernel CKA, bandwidth = rbf_sigma x median distance",
+    symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT, params=("rbf_sigma",),
+))
+register(Measure(
+    "debiased_cka", "cka:debiased_cka_grid", "CKA with the unbiased HSIC estimator (Song et al. 2012)",
+    symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT,
+))
+register(Measure(
+    "minibatch_cka", "cka:minibatch_cka_grid", "unbiased HSIC summed over minibatches (Nguyen et al. 2021)",
+    symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT, params=("minibatch_size",),
+))
+register(Measure(
+    "mean_cca", "cca:mean_cca_grid", "mean canonical correlation rho-bar",
+    symmetric=True, larger_is_similar=True, identity_value=1.0,
+    invariances=_ORTH_SCALE_SHIFT | {"invertible_linear"},
+))
+register(Measure(
+    "svcca", "cca:svcca_grid", "SVCCA: top singular directions (svcca_variance), then mean CCA (Raghu et al. 2017)",
+    symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT, params=("svcca_variance",),
+))
+register(Measure(
+    "pwcca", "cca:pwcca_grid", "projection-weighted CCA (Morcos et al. 2018)",
+    symmetric=False, larger_is_similar=True, identity_value=1.0, invariances=frozenset({"isotropic_scaling", "translation"}),
+))
+register(Measure(
+    "procrustes", "procrustes:procrustes_grid", "orthogonal Procrustes similarity ||X^T Y||_* of unit-norm layers",
+    symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT,
+))
+register(Measure(
+    "procrustes_distance", "procrustes:procrustes_distance_grid", "squared orthogonal Procrustes distance (Ding et al. 2021)",
+    symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=_ORTH_SCALE_SHIFT,
+))
+register(Measure(
+    "linear_regression", "regression:linear_regression_grid", "R^2 of a least-squares map from layer a to layer b",
+    symmetric=False, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT | {"invertible_linear_a"},
+))
