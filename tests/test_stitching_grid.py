@@ -1,0 +1,231 @@
+"""Model stitching on real (tiny) trained networks: identity, frozen halves, TLM, stacking, the grid and its stages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from repmatch.models import build_model, save_checkpoint
+from repmatch.stitching import (
+    Cell,
+    Stitch,
+    StitchedNet,
+    StitchingConfig,
+    TLMConfig,
+    evaluate_stitches,
+    fit_direct,
+    freeze,
+    layer_shapes,
+    stitch_pair,
+    train_stitches,
+)
+from repmatch.stitching.grid import COLUMNS
+from repmatch.stitching.scores import METRICS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the CPU is shared (2 cores), and oversubscribed OpenMP threads crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small(mnist_splits):
+    """1,000 random training digits and 300 test digits (the split files are sorted by label)."""
+    rng = np.random.default_rng(0)
+    train = mnist_splits.train.subset(np.sort(rng.permutation(len(mnist_splits.train))[:1000]))
+    test = mnist_splits.test.subset(np.sort(rng.permutation(len(mnist_splits.test))[:300]))
+    return train, test
+
+
+def _trained(small, seed: int, epochs: int):
+    from types import SimpleNamespace
+
+    from repmatch.training import train_model
+
+    torch.manual_seed(seed)
+    net = build_model("smallcnn", 10, 1, 28)
+    train, test = small
+    splits = SimpleNamespace(train=train, test=test)
+    train_model(net, splits, {"epochs": epochs, "batch_size": 32, "lr": 0.1}, seed, "cpu", progress=False)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def nets(small):
+    """seed 0 trained to ~85% (the identity test needs a working B); seed 1 briefly (only a second net)."""
+    return _trained(small, 0, epochs=3), _trained(small, 1, epochs=1)
+
+
+def _copy(net):
+    clone = build_model("smallcnn", 10, 1, 28)
+    clone.load_state_dict(net.state_dict())
+    return clone.eval()
+
+
+def test_identity_dm_stitch_reproduces_model_b(nets, small):
+    """A = B, i = j, DM: the stitch is the identity, so accuracy equals B's (within 0.5 pp) for every layer."""
+    net = _copy(nets[0])
+    train, test = small
+    shapes = layer_shapes(net, (1, 28, 28))
+    pairs = [(name, name) for name in net.layer_names]
+    maps, whiteners = fit_direct(net, net, pairs, shapes, shapes, train.x, StitchingConfig(batch_size=500), torch.device("cpu"))
+    stitches = {Cell("dm", la, lb): Stitch(shapes[la], shapes[lb]).set_affine(*maps[(la, lb)]) for la, lb in pairs}
+    scores, base = evaluate_stitches(net, net, stitches, test.x, test.y, whiteners=whiteners)
+    assert base["accuracy"] > 0.5, "the tiny fixture network did not learn"
+    for cell, s in scores.items():
+        assert abs(s["accuracy"] - base["accuracy"]) <= 0.005, cell
+        assert s["repr_diff"] < 1e-8 and s["norm_ratio"] == pytest.approx(1.0, abs=1e-4), cell
+        assert abs(s["mahalanobis_auroc"] - 0.5) < 0.05, cell
+
+
+def test_tlm_keeps_halves_frozen_and_improves_the_task_loss(nets, small):
+    a, b = _copy(nets[0]), _copy(nets[1])
+    before = {k: {n: t.clone() for n, t in m.state_dict().items()} for k, m in (("a", a), ("b", b))}
+    train, _ = small
+    shapes = layer_shapes(a, (1, 28, 28))
+    g = torch.Generator().manual_seed(0)
+    stitches = {Cell("tlm", la, lb): Stitch(shapes[la], shapes[lb], g) for la, lb in [("conv3", "conv2"), ("conv2", "conv4")]}
+    x, y = train.x[:512], train.y[:512]
+    init, _ = evaluate_stitches(a, b, stitches, x, y)
+    a.train(), b.train()  # training must force eval mode on the halves itself
+    history = train_stitches(a, b, stitches, x, y, TLMConfig(epochs=2, batch_size=64, lr=1e-2))
+    after, _ = evaluate_stitches(a, b, stitches, x, y)
+    for cell in stitches:
+        assert after[cell]["loss"] < init[cell]["loss"] - 0.1, cell
+        assert len(history[cell]) == 2
+    for key, model in (("a", a), ("b", b)):
+        assert not model.training
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(tensor, before[key][name]), f"model {key} {name} changed during TLM"
+        assert all(not p.requires_grad for p in model.parameters())
+
+
+def test_stacked_training_equals_one_at_a_time(nets, small):
+    """Stacking stitches along the batch is an implementation detail: same stitches as separate loops."""
+    a, b = _copy(nets[0]), _copy(nets[1])
+    train, _ = small
+    shapes = layer_shapes(a, (1, 28, 28))
+    cells = [("conv1", "conv3"), ("conv4", "conv3"), ("fc1", "fc1"), ("conv5", "fc1")]
+
+    def fresh():
+        g = torch.Generator().manual_seed(3)
+        return {Cell("tlm", la, lb): Stitch(shapes[la], shapes[lb], g) for la, lb in cells}
+
+    cfg = TLMConfig(epochs=1, batch_size=64, lr=1e-3, seed=5)
+    stacked, single = fresh(), fresh()
+    h1 = train_stitches(a, b, stacked, train.x[:256], train.y[:256], cfg, stacked=True)
+    h2 = train_stitches(a, b, single, train.x[:256], train.y[:256], cfg, stacked=False)
+    for cell in stacked:
+        np.testing.assert_allclose(stacked[cell].weight.detach().numpy(), single[cell].weight.detach().numpy(), atol=2e-5)
+        np.testing.assert_allclose(stacked[cell].bias.detach().numpy(), single[cell].bias.detach().numpy(), atol=2e-5)
+        assert h1[cell] == pytest.approx(h2[cell], rel=1e-4)
+
+
+def test_stitched_net_matches_grid_path(nets, small):
+    a, b = _copy(nets[0]), _copy(nets[1])
+    _, test = small
+    shapes = layer_shapes(a, (1, 28, 28))
+    stitch = Stitch(shapes["conv2"], shapes["conv4"], torch.Generator().manual_seed(0))
+    net = StitchedNet(a, b, "conv2", "conv4", stitch)
+    net.train()
+    assert not a.training and not b.training
+    with torch.no_grad():
+        logits = net(torch.from_numpy(test.x[:50]))
+    scores, _ = evaluate_stitches(a, b, {Cell("tlm", "conv2", "conv4"): stitch}, test.x[:50], test.y[:50])
+    acc = float((logits.argmax(1).numpy() == test.y[:50]).mean())
+    assert scores[Cell("tlm", "conv2", "conv4")]["accuracy"] == pytest.approx(acc)
+    with pytest.raises(KeyError, match="does not exist"):
+        StitchedNet(a, b, "conv9", "conv4", stitch)
+
+
+def test_grid_table_and_stages(nets, small, tmp_path):
+    from repmatch.stitching.stages import aggregate_stage, analysis_stage, figures_stage
+
+    a, b = _copy(nets[0]), _copy(nets[1])
+    train, test = small
+    train, test = train.subset(np.arange(0, 1000, 3)), test.subset(np.arange(0, 300, 2))
+    cfg = StitchingConfig.from_mapping(
+        {"layers": ["conv3", "conv5", "fc1"], "tlm": {"epochs": 1, "batch_size": 64, "lr": 0.01, "n_train": 200}}
+    )
+    tables = {
+        "within": stitch_pair(a, _copy(nets[0]), train, test, cfg, "cpu", ("m_seed0", "m_seed0")),
+        "cross": stitch_pair(a, b, train, test, cfg, "cpu", ("m_seed0", "m_seed1")),
+    }
+    for df in tables.values():
+        assert list(df.columns) == COLUMNS
+        assert set(df["method"]) == {"dm", "tlm", "dm_tlm"}
+        assert set(df["metric"]) == set(METRICS) | {"train_loss"}
+        assert len(df[df["metric"] == "accuracy"]) == 3 * 9
+        assert np.isfinite(df["value"]).all()
+        assert dict(zip(df["layer_a"], df["index_a"])) == {"conv3": 2, "conv5": 4, "fc1": 5}
+    within = tables["within"]
+    diag = within[(within["method"] == "dm") & (within["layer_a"] == within["layer_b"]) & (within["metric"] == "relative_accuracy")]
+    assert np.allclose(diag["value"], 1.0, atol=0.005)
+
+    paths = []
+    for kind, df in tables.items():
+        paths.append(tmp_path / f"{kind}.parquet")
+        df.to_parquet(paths[-1])
+    agg = aggregate_stage(paths, tmp_path / "stitching.parquet")
+    assert len(agg) == sum(len(t) for t in tables.values())
+    analysis_stage(tmp_path / "stitching.parquet", tmp_path / "more.csv", tmp_path / "dist.csv", tmp_path / "summary.csv")
+    more = pd.read_csv(tmp_path / "more.csv")
+    assert set(more["kind"]) == {"within", "cross"} and len(more) == 2 * 3 * 3
+    outputs = {f"{k}_{fmt}": tmp_path / "figs" / f"{k}.{fmt}" for k in ("within", "cross", "distance") for fmt in ("png", "pdf")}
+    written = figures_stage(tmp_path / "stitching.parquet", tmp_path / "dist.csv", outputs)
+    assert {str(p) for p in written} == {str(p) for p in outputs.values()}
+    assert all(p.stat().st_size > 1000 for p in outputs.values())
+
+    bad = tmp_path / "bad.parquet"
+    within.drop(columns=["metric"]).to_parquet(bad)
+    with pytest.raises(ValueError, match="lacks columns"):
+        aggregate_stage([bad], tmp_path / "x.parquet")
+
+
+def test_pinv_solver_and_nan_checkpoint(nets, small):
+    net = _copy(nets[0])
+    train, test = small
+    shapes = layer_shapes(net, (1, 28, 28))
+    pairs = [("conv3", "conv3"), ("conv5", "conv4")]
+    cfg = StitchingConfig.from_mapping({"dm": {"solver": "pinv", "k": 20}})
+    maps, _ = fit_direct(net, net, pairs, shapes, shapes, train.x, cfg, torch.device("cpu"))
+    stitch = Stitch(shapes["conv3"], shapes["conv3"]).set_affine(*maps[("conv3", "conv3")])
+    with torch.no_grad():
+        real = net.forward_until(torch.from_numpy(test.x[:50]), "conv3")
+        np.testing.assert_allclose(stitch(real).numpy(), real.numpy(), atol=1e-4)  # K samples suffice for the identity
+    broken = _copy(nets[0])
+    with torch.no_grad():
+        broken.blocks["conv2"][0].weight[0, 0, 0, 0] = float("nan")
+    freeze(broken)
+    with pytest.raises(FloatingPointError, match="NaN/Inf activations"):
+        fit_direct(broken, net, pairs, shapes, shapes, train.x[:100], StitchingConfig(), torch.device("cpu"))
+
+
+def test_pair_stage_reads_checkpoints_and_writes_table(nets, tmp_path, repo_root):
+    import yaml
+
+    from repmatch.pipeline import make_split
+    from repmatch.stitching.stages import pair_stage
+
+    data_cfg = yaml.safe_load((repo_root / "config.yaml").read_text())["data"]
+    make_split(data_cfg, tmp_path / "split.json")
+    meta = {"arch": "smallcnn", "num_classes": 10, "in_channels": 1, "image_size": 28, "dataset": "mnist5k"}
+    for seed, net in enumerate(nets):
+        save_checkpoint(net, tmp_path / f"s{seed}.pt", {**meta, "seed": seed})
+    cfg = {"layers": ["conv5", "fc1"], "methods": ["dm", "tlm"], "tlm": {"epochs": 1, "n_train": 256}, "batch_size": 500}
+    out = tmp_path / "pairs" / "smallcnn_seed0__smallcnn_seed1.parquet"
+    pair_stage("smallcnn_seed0__smallcnn_seed1", data_cfg, cfg, "cpu", tmp_path / "split.json",
+               tmp_path / "s0.pt", tmp_path / "s1.pt", out, tmp_path / "log.txt", threads=1)
+    df = pd.read_parquet(out)
+    assert set(df["model_a"]) == {"smallcnn_seed0"} and set(df["model_b"]) == {"smallcnn_seed1"}
+    assert set(df["method"]) == {"dm", "tlm"} and len(df[df["metric"] == "accuracy"]) == 2 * 4
+    assert "stitching smallcnn_seed0 -> smallcnn_seed1" in (tmp_path / "log.txt").read_text()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        pair_stage("smallcnn_seed0__smallcnn_seed1", data_cfg, cfg, "cpu", tmp_path / "split.json",
+                   tmp_path / "missing.pt", tmp_path / "s1.pt", tmp_path / "o.parquet")
