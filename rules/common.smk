@@ -1,9 +1,14 @@
 # Names, input functions and shared parameters used by every stage.
 
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# The library is importable by the Snakefile itself and by every script job, also inside a
+# per-stage conda env (--software-deployment-method conda), where the editable install is absent.
+_SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, _SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 
 from repmatch.naming import model_id, ordered_pairs, pair_id, unordered_pairs  # noqa: E402
 

@@ -75,7 +75,7 @@ rule stitching_figures:
     log:
         f"{RESULTS}/logs/stitching/figures.log",
     conda:
-        "../envs/figures.yaml"
+        "../envs/stitching.yaml"
     script:
         "../scripts/stitching_figures.py"
 

