@@ -1,4 +1,4 @@
-"""Shared fixtures: the real default dataset (small), and a tiny trained network."""
+"""Shared fixtures: the real default dataset (small split), one torch thread."""
 
 from __future__ import annotations
 
@@ -19,3 +19,14 @@ def mnist_splits():
     from repmatch.data import load_splits
 
     return load_splits({"name": "mnist5k", "split_seed": 0, "n_test": 1000, "n_probe": 100})
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: the CPU is shared (2 cores), and oversubscribed OpenMP threads crawl."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -29,13 +29,7 @@ from repmatch.stitching.scores import gaussian_whitener
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the CPU is shared (2 cores), and oversubscribed OpenMP threads crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
