@@ -23,7 +23,7 @@ PathLike = str | os.PathLike[str]
 
 def similarity_aggregate_stage(pair_tables: Sequence[PathLike], out: PathLike) -> pd.DataFrame:
     """Concatenate the per-pair tables into ``similarity.parquet``."""
-    return concat_tables(list(pair_tables), out)
+    return concat_tables(pair_tables, out)
 
 
 def similarity_sanity_stage(table: PathLike, specificity_out: PathLike, self_out: PathLike, measures: Sequence[str],

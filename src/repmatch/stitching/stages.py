@@ -15,12 +15,12 @@ import pandas as pd
 import torch
 
 from ..device import resolve_device
-from ..io import read_table, write_table
+from ..io import concat_tables, read_table, write_table
 from ..logs import job_logger
 from ..models import load_checkpoint
 from ..naming import parse_pair_id
 from .analysis import accuracy_vs_layer_distance, more_similar_than_itself, summary_counts
-from .grid import StitchingConfig, stitch_pair
+from .grid import COLUMNS, StitchingConfig, stitch_pair
 
 PathLike = str | os.PathLike[str]
 
@@ -58,16 +58,7 @@ def pair_stage(
 
 def aggregate_stage(pair_tables: Sequence[PathLike], out: PathLike) -> pd.DataFrame:
     """Concatenate the per-pair tables (refusing tables that lack the tidy columns)."""
-    frames = []
-    for path in pair_tables:
-        df = read_table(path)
-        missing = {"model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method", "metric", "value"} - set(df.columns)
-        if missing:
-            raise ValueError(f"stitching table {path} lacks columns {sorted(missing)}; delete it and rerun its job")
-        frames.append(df)
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    write_table(table, out)
-    return table
+    return concat_tables(pair_tables, out, COLUMNS)
 
 
 def analysis_stage(table: PathLike, more_similar_csv: PathLike, distance_csv: PathLike, summary_csv: PathLike | None = None) -> None:

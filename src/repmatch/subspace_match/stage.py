@@ -16,7 +16,7 @@ import torch
 
 from ..activations import open_pair
 from ..device import resolve_device
-from ..io import read_table, write_table
+from ..io import concat_tables, write_table
 from ..logs import job_logger
 from ..naming import pair_id, unordered_pairs
 from .compare import compare_layers, layer_pairs
@@ -117,21 +117,12 @@ def subspace_pair_stage(
     return match, simple
 
 
-def aggregate(paths: Sequence[PathLike], columns: list[str], out: PathLike) -> pd.DataFrame:
-    """Concatenate per-pair tables (keeping the column set even when every table is empty)."""
-    frames = [read_table(p) for p in paths]
-    nonempty = [f for f in frames if not f.empty]
-    df = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(columns=columns)
-    write_table(df, out)
-    return df
-
-
 def subspace_aggregate_stage(
     tables: Sequence[PathLike], simple_tables: Sequence[PathLike], out_table: PathLike, out_simple: PathLike,
     log_file: PathLike | None = None,
 ) -> None:
     """The ``subspace_aggregate`` job."""
     log = job_logger("subspace_aggregate", log_file)
-    match = aggregate(tables, MATCH_COLUMNS, out_table)
-    simple = aggregate(simple_tables, SIMPLE_COLUMNS, out_simple)
+    match = concat_tables(tables, out_table, MATCH_COLUMNS)
+    simple = concat_tables(simple_tables, out_simple, SIMPLE_COLUMNS)
     log.info("aggregated %d pair tables: %d match rows, %d simple matches", len(tables), len(match), len(simple))
