@@ -73,10 +73,10 @@ def per_pair_gram(a: dict, b: dict, device: torch.device, dtype: torch.dtype) ->
             xt = torch.as_tensor(x, device=device).to(dtype)
             yt = torch.as_tensor(y, device=device).to(dtype)
             xt, yt = xt - xt.mean(0), yt - yt.mean(0)
-            k, l = xt @ xt.T, yt @ yt.T
-            k = k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()
-            l = l - l.mean(0, keepdim=True) - l.mean(1, keepdim=True) + l.mean()
-            out[i, j] = float((k * l).sum() / torch.sqrt((k * k).sum() * (l * l).sum()))
+            gx, gy = xt @ xt.T, yt @ yt.T
+            gx = gx - gx.mean(0, keepdim=True) - gx.mean(1, keepdim=True) + gx.mean()
+            gy = gy - gy.mean(0, keepdim=True) - gy.mean(1, keepdim=True) + gy.mean()
+            out[i, j] = float((gx * gy).sum() / torch.sqrt((gx * gx).sum() * (gy * gy).sum()))
     return out
 
 

@@ -12,6 +12,18 @@ pipeline runs):
 The result is the same set of trained stitches (tests/test_stitching_grid.py checks it); only
 the wall time differs. Prints stitched images x stitches per second and the ratio.
 
+Why it also prints a floor and a ceiling: stacking removes repeated front passes and per-call
+overhead, but every stitched image must still go forward through B's frozen back half and
+backward to its input. The script times exactly that work alone ("floor": stacked back-half
+passes, no front, no stitches, no optimizer) in the same run, so
+
+* ``ceiling = t_one / t_floor`` is the largest ratio any schedule of these stitches could reach
+  on this device, and
+* ``stacked at X% of floor`` says how close the stacked loop gets to it;
+
+and it counts both schedules' FLOPs with ``torch.utils.flop_counter`` (convolutions and matmuls,
+forward and backward): on a compute-bound CPU the time ratio cannot beat the FLOP ratio.
+
     python benchmarks/bench_stitching.py --quick          # < 2 min on 2 CPU cores
     python benchmarks/bench_stitching.py                  # more images; + ResNet-20 on CUDA
 
@@ -24,10 +36,14 @@ speed does not depend on what the networks learned.
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from collections import Counter
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from repmatch.models import build_model
 from repmatch.stitching import Cell, Stitch, TLMConfig, freeze, layer_shapes, train_stitches
@@ -62,6 +78,37 @@ def _time(a, b, pairs, shapes, x, y, cfg, device, stacked: bool) -> float:
     return time.perf_counter() - start
 
 
+def _time_floor(b, pairs, shapes, n: int, epochs: int, batch: int, device: torch.device) -> float:
+    """Wall time of the work no schedule can skip: each stitched image through B's back half and back.
+
+    Batches are stacked per B layer exactly as the stacked loop stacks them, so this is that
+    loop minus A's front pass, the stitches and the optimizer.
+    """
+    per_back = Counter(lb for _, lb in pairs)
+    gen = torch.Generator().manual_seed(2)
+    z = {lb: torch.randn(k * batch, *shapes[lb], generator=gen).to(device).requires_grad_(True) for lb, k in per_back.items()}
+    y = torch.randint(0, 10, (max(per_back.values()) * batch,), generator=gen).to(device)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(epochs * math.ceil(n / batch)):
+        for lb, zl in z.items():
+            zl.grad = None
+            F.cross_entropy(b.forward_from(zl, lb), y[: len(zl)]).backward()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _flop_ratio(a, b, pairs, shapes, x, y, batch: int, device: torch.device) -> float:
+    """FLOPs of one training step of every stitch: one at a time / stacked."""
+    flops = {}
+    for stacked in (False, True):
+        stitches = _stitches(pairs, shapes, device)
+        with FlopCounterMode(display=False) as counter:
+            train_stitches(a, b, stitches, x[:batch], y[:batch], TLMConfig(epochs=1, batch_size=batch), device, stacked=stacked)
+        flops[stacked] = counter.get_total_flops()
+    return flops[False] / flops[True]
+
+
 def run_case(name: str, arch: str, in_shape, pairs_fn, n: int, epochs: int, batch: int, device: torch.device) -> float:
     a, b, x, y, shapes = _setup(arch, in_shape, n, device)
     pairs = pairs_fn(a.layer_names)
@@ -71,10 +118,14 @@ def run_case(name: str, arch: str, in_shape, pairs_fn, n: int, epochs: int, batc
     work = epochs * n * len(pairs)
     t_one = _time(a, b, pairs, shapes, x, y, cfg, device, stacked=False)
     t_stk = _time(a, b, pairs, shapes, x, y, cfg, device, stacked=True)
+    t_floor = _time_floor(b, pairs, shapes, n, epochs, batch, device)
+    flop_ratio = _flop_ratio(a, b, pairs, shapes, x, y, batch, device)
     print(
-        f"{name:<44} {device.type:>4}  {len(pairs):3d} stitches x {n} images x {epochs} ep | "
-        f"one-at-a-time {t_one:7.2f} s ({work / t_one:10,.0f} img*stitch/s) | "
-        f"stacked {t_stk:7.2f} s ({work / t_stk:10,.0f} img*stitch/s) | ratio {t_one / t_stk:5.2f}x"
+        f"{name}  [{device.type}, {len(pairs)} stitches x {n} images x {epochs} ep, batch {batch}]\n"
+        f"    one-at-a-time {t_one:7.2f} s ({work / t_one:10,.0f} img*stitch/s)\n"
+        f"    stacked       {t_stk:7.2f} s ({work / t_stk:10,.0f} img*stitch/s)   ratio {t_one / t_stk:5.2f}x\n"
+        f"    floor         {t_floor:7.2f} s (back halves only)      ceiling {t_one / t_floor:5.2f}x, "
+        f"stacked at {t_floor / t_stk:4.0%} of floor speed; FLOP ratio {flop_ratio:4.2f}x"
     )
     return t_one / t_stk
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 
 from repmatch.activations import ActivationCache
