@@ -18,7 +18,7 @@ backward to its input. The script times exactly that work alone ("floor": stacke
 passes, no front, no stitches, no optimizer) in the same run, so
 
 * ``ceiling = t_one / t_floor`` is the largest ratio any schedule of these stitches could reach
-  on this device, and
+  on this device with these kernels, and
 * ``stacked at X% of floor`` says how close the stacked loop gets to it;
 
 and it counts both schedules' FLOPs with ``torch.utils.flop_counter`` (convolutions and matmuls,
@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections import Counter
 
 import numpy as np
 import torch
@@ -46,7 +45,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from repmatch.models import build_model
-from repmatch.stitching import Cell, Stitch, TLMConfig, freeze, layer_shapes, train_stitches
+from repmatch.stitching import Cell, Stitch, TLMConfig, freeze, group_by_back, layer_shapes, train_stitches
 
 
 def _setup(arch: str, in_shape: tuple[int, int, int], n: int, device: torch.device):
@@ -78,20 +77,20 @@ def _time(a, b, pairs, shapes, x, y, cfg, device, stacked: bool) -> float:
     return time.perf_counter() - start
 
 
-def _time_floor(b, pairs, shapes, n: int, epochs: int, batch: int, device: torch.device) -> float:
+def _time_floor(b, pairs, shapes, n: int, cfg: TLMConfig, device: torch.device) -> float:
     """Wall time of the work no schedule can skip: each stitched image through B's back half and back.
 
-    Batches are stacked per B layer exactly as the stacked loop stacks them, so this is that
-    loop minus A's front pass, the stitches and the optimizer.
+    The stacked batches come from the stacked loop's own grouping (``group_by_back``), so this
+    is that loop minus A's front pass, the stitches and the optimizer.
     """
-    per_back = Counter(lb for _, lb in pairs)
+    groups = group_by_back([Cell("tlm", la, lb) for la, lb in pairs], b.layer_names, cfg.max_stack)
     gen = torch.Generator().manual_seed(2)
-    z = {lb: torch.randn(k * batch, *shapes[lb], generator=gen).to(device).requires_grad_(True) for lb, k in per_back.items()}
-    y = torch.randint(0, 10, (max(per_back.values()) * batch,), generator=gen).to(device)
+    z = [(lb, torch.randn(len(g) * cfg.batch_size, *shapes[lb], generator=gen).to(device).requires_grad_(True)) for lb, g in groups]
+    y = torch.randint(0, 10, (max(len(zl) for _, zl in z),), generator=gen).to(device)
     _sync(device)
     start = time.perf_counter()
-    for _ in range(epochs * math.ceil(n / batch)):
-        for lb, zl in z.items():
+    for _ in range(cfg.epochs * math.ceil(n / cfg.batch_size)):
+        for lb, zl in z:
             zl.grad = None
             F.cross_entropy(b.forward_from(zl, lb), y[: len(zl)]).backward()
     _sync(device)
@@ -118,7 +117,7 @@ def run_case(name: str, arch: str, in_shape, pairs_fn, n: int, epochs: int, batc
     work = epochs * n * len(pairs)
     t_one = _time(a, b, pairs, shapes, x, y, cfg, device, stacked=False)
     t_stk = _time(a, b, pairs, shapes, x, y, cfg, device, stacked=True)
-    t_floor = _time_floor(b, pairs, shapes, n, epochs, batch, device)
+    t_floor = _time_floor(b, pairs, shapes, n, cfg, device)
     flop_ratio = _flop_ratio(a, b, pairs, shapes, x, y, batch, device)
     print(
         f"{name}  [{device.type}, {len(pairs)} stitches x {n} images x {epochs} ep, batch {batch}]\n"
