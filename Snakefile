@@ -1,10 +1,12 @@
 # repmatch: how similar are the internal representations of neural networks?
 #
-#   data split -> train (arch, seed) -> activations (model) -> pairwise comparisons -> aggregate -> figures
+#   config -> settings -> data split -> train (arch, seed) -> activations (model)
+#          -> pairwise comparisons (similarity, stitching, subspace match) -> aggregate -> sanity, figures
 #
-# Table of contents: each stage lives in rules/<stage>.smk; input functions and names in rules/common.smk.
+# Table of contents: each stage lives in rules/<stage>.smk; settings, names, input functions and
+# the target list (final_outputs) in rules/common.smk; every default in src/repmatch/schema.yaml.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -15,9 +17,6 @@ configfile: "config.yaml"
 report: "report/workflow.rst"
 
 
-validate(config, "config/schema.yaml")
-
-
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
@@ -25,10 +24,10 @@ include: "rules/activations.smk"
 include: "rules/similarity.smk"
 include: "rules/stitching.smk"
 include: "rules/subspace.smk"
-include: "rules/figures.smk"
+include: "rules/sanity.smk"
 
 
 rule all:
     input:
-        all_targets,
+        final_outputs(),
     default_target: True

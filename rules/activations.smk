@@ -3,23 +3,19 @@
 
 rule activations:
     input:
-        split=f"{RESULTS}/data/split.json",
-        checkpoint=f"{RESULTS}/models/{{model}}/checkpoint.pt",
+        split=paths.split(),
+        checkpoint=paths.checkpoint("{model}"),
     output:
-        directory(f"{RESULTS}/activations/{{model}}"),
+        directory(paths.activations("{model}")),
     params:
-        data=config["data"],
-        layers=config["model"].get("layers", "all"),
-        activations=config["activations"],
-        device=config.get("device", "auto"),
+        data=SETTINGS.data.result_params(),
+        layers=SETTINGS.model.layer_names,
+        activations=result_params(SETTINGS.activations),
     resources:
         gpu=GPUS_PER_JOB,
     log:
-        f"{RESULTS}/logs/activations/{{model}}.log",
+        paths.log("activations", "{model}"),
     conda:
         "../envs/activations.yaml"
     script:
         "../scripts/activations.py"
-
-
-register_targets(expand(f"{RESULTS}/activations/{{model}}", model=MODELS))

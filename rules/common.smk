@@ -1,22 +1,38 @@
-# Names, input functions and shared parameters used by every stage.
+# Settings, names, input functions and the target list shared by every stage.
+#
+# The config is read once, here: repmatch.settings coerces command-line strings, fills every
+# default from the schema, validates and runs the semantic checks (layer names, data_root,
+# probe size, measures, pairs), so a bad config fails `snakemake -n` naming the key.
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
 
-# The library is importable by the Snakefile itself and by every script job, also inside a
-# per-stage conda env (--software-deployment-method conda), where the editable install is absent.
+# Jobs import the library from this workflow's own src/ (also inside per-stage conda envs,
+# which do not install repmatch), so the rules and the code they call always match.
 _SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 
-from repmatch.naming import model_id, ordered_pairs, pair_id, unordered_pairs  # noqa: E402
+from repmatch import paths  # noqa: E402
+from repmatch.backbone.pairs import models  # noqa: E402
+from repmatch.naming import parse_pair_id  # noqa: E402
+from repmatch.settings import load_settings  # noqa: E402
+from repmatch.similarity.pairs import similarity_pairs  # noqa: E402
+from repmatch.stitching.pairs import pair_kinds, stitching_layers, stitching_pairs  # noqa: E402
+from repmatch.subspace_match.pairs import subspace_pairs  # noqa: E402
 
-RESULTS = "results"
-ARCH = config["model"]["arch"]
-MODELS = [model_id(ARCH, seed) for seed in config["seeds"]]
-UNORDERED_PAIRS = [pair_id(a, b) for a, b in unordered_pairs(MODELS)]
-ORDERED_PAIRS = [pair_id(a, b) for a, b in ordered_pairs(MODELS)]
+SETTINGS = load_settings(config)  # raises ConfigError naming the key
+config.update(SETTINGS.to_config())  # the report and the jobs see every default filled in
+
+MODELS = models(SETTINGS)
+SIMILARITY_PAIRS = similarity_pairs(MODELS)
+STITCHING_PAIRS = stitching_pairs(MODELS, SETTINGS.stitching.pairs)
+SUBSPACE_PAIRS = subspace_pairs(MODELS, SETTINGS.subspace_match.within_network)
+
+# GPU jobs (train, activations, pairwise comparisons) declare `resources: gpu=GPUS_PER_JOB`.
+GPUS_PER_JOB = SETTINGS.gpus_per_job
 
 
 wildcard_constraints:
@@ -24,42 +40,40 @@ wildcard_constraints:
     pair=r"[a-z0-9]+_seed\d+__[a-z0-9]+_seed\d+",
 
 
-def checkpoint_of(model):
-    return f"{RESULTS}/models/{model}/checkpoint.pt"
-
-
-def activations_of(model):
-    return f"{RESULTS}/activations/{model}"
-
-
-def pair_models(wildcards):
-    """The two models of a pair wildcard, as (model_a, model_b)."""
-    a, b = wildcards.pair.split("__")
-    return a, b
+def result_params(section, *ignore):
+    """A settings section as a Snakemake rerun trigger, without the keys that do not change
+    numbers (thread counts, folders, pair selection): changing those reruns nothing."""
+    return {k: v for k, v in dataclasses.asdict(section).items() if k not in ("threads", *ignore)}
 
 
 def pair_activations(wildcards):
-    a, b = pair_models(wildcards)
-    return {"a": activations_of(a), "b": activations_of(b)}
+    a, b = parse_pair_id(wildcards.pair)
+    return {"a": paths.activations(a), "b": paths.activations(b)}
 
 
 def pair_checkpoints(wildcards):
-    a, b = pair_models(wildcards)
-    return {"a": checkpoint_of(a), "b": checkpoint_of(b)}
+    a, b = parse_pair_id(wildcards.pair)
+    return {"a": paths.checkpoint(a), "b": paths.checkpoint(b)}
 
 
-# GPU jobs (train, activations, pairwise comparisons) declare `resources: gpu=GPUS_PER_JOB`;
-# 0 on a laptop, 1 on a GPU cluster (config key `gpus_per_job`, set by the paper config / profiles).
-GPUS_PER_JOB = int(config.get("gpus_per_job", 0))
+def figure_outputs(folder, names, caption, category):
+    """Named figure outputs (PNG + PDF); only the PNGs go into the HTML report."""
+    return {
+        k: report(v, caption=caption, category=category) if k.endswith("_png") else v
+        for k, v in paths.figures(folder, names).items()
+    }
 
 
-# Every stage file registers the final targets it contributes with `register_targets`.
-_TARGETS = []
-
-
-def register_targets(paths):
-    _TARGETS.extend(paths)
-
-
-def all_targets(wildcards):
-    return list(_TARGETS)
+def final_outputs():
+    """Every target of the experiment: the one list `rule all` asks for."""
+    out = [paths.training_summary(), *paths.figures("training", paths.TRAINING_FIGURE_NAMES).values()]
+    out += [paths.activations(m) for m in MODELS]
+    out += [paths.aggregate("similarity"), *paths.figures("similarity", paths.similarity_figure_names(SETTINGS.similarity.measures)).values()]
+    if STITCHING_PAIRS:
+        out += [paths.aggregate("stitching"), paths.stitching_distance()]
+        out += paths.figures("stitching", paths.stitching_figure_names(pair_kinds(STITCHING_PAIRS))).values()
+    if SUBSPACE_PAIRS:
+        out += [paths.aggregate("subspace_match"), paths.subspace_simple_aggregate()]
+        out += paths.figures("subspace", paths.SUBSPACE_FIGURE_NAMES).values()
+    out += [paths.sanity(name) for name in paths.SANITY_TABLES]
+    return out

@@ -3,11 +3,11 @@
 
 rule data_split:
     output:
-        f"{RESULTS}/data/split.json",
+        paths.split(),
     params:
-        data=config["data"],
+        data=SETTINGS.data.result_params(),
     log:
-        f"{RESULTS}/logs/data_split.log",
+        paths.log("data", "split"),
     conda:
         "../envs/train.yaml"
     script:

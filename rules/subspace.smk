@@ -1,27 +1,21 @@
-# Stage: neuron activation subspace match (Wang et al., NeurIPS 2018).
-#   one job per unordered pair of different networks -> tidy tables -> aggregate -> figures
-# Settings: the `subspace_match` section of config.yaml (defaults in config/schema.yaml).
-
-SUBSPACE = config.get("subspace_match", {})
-SUBSPACE_PAIRS = [
-    pair_id(a, b) for a, b in unordered_pairs(MODELS) if a != b or SUBSPACE.get("within_network", False)
-]
+# Neuron activation subspace match (Wang et al., NeurIPS 2018):
+#   one job per unordered pair of different networks -> aggregate -> figures.
+# Library: repmatch.subspace_match (README, "Neuron activation subspace match").
 
 
 rule subspace_pair:
     input:
         unpack(pair_activations),
     output:
-        table=f"{RESULTS}/subspace/pairs/{{pair}}.parquet",
-        simple=f"{RESULTS}/subspace/pairs/{{pair}}.simple.parquet",
+        table=paths.pair_table("subspace_match", "{pair}"),
+        simple=paths.subspace_simple_table("{pair}"),
     params:
-        subspace=SUBSPACE,
-        device=config.get("device", "auto"),
-    threads: int(SUBSPACE.get("threads", 1))
+        subspace=result_params(SETTINGS.subspace_match, "within_network"),
+    threads: SETTINGS.subspace_match.threads
     resources:
         gpu=GPUS_PER_JOB,
     log:
-        f"{RESULTS}/logs/subspace/{{pair}}.log",
+        paths.log("subspace", "{pair}"),
     conda:
         "../envs/subspace.yaml"
     script:
@@ -30,13 +24,13 @@ rule subspace_pair:
 
 rule subspace_aggregate:
     input:
-        tables=expand(f"{RESULTS}/subspace/pairs/{{pair}}.parquet", pair=SUBSPACE_PAIRS),
-        simple=expand(f"{RESULTS}/subspace/pairs/{{pair}}.simple.parquet", pair=SUBSPACE_PAIRS),
+        tables=[paths.pair_table("subspace_match", p) for p in SUBSPACE_PAIRS],
+        simple=[paths.subspace_simple_table(p) for p in SUBSPACE_PAIRS],
     output:
-        table=f"{RESULTS}/subspace/subspace.parquet",
-        simple=f"{RESULTS}/subspace/subspace_simple.parquet",
+        table=paths.aggregate("subspace_match"),
+        simple=paths.subspace_simple_aggregate(),
     log:
-        f"{RESULTS}/logs/subspace/aggregate.log",
+        paths.log("subspace", "aggregate"),
     conda:
         "../envs/subspace.yaml"
     script:
@@ -45,28 +39,13 @@ rule subspace_aggregate:
 
 rule subspace_figures:
     input:
-        table=rules.subspace_aggregate.output.table,
-        simple=rules.subspace_aggregate.output.simple,
+        table=paths.aggregate("subspace_match"),
+        simple=paths.subspace_simple_aggregate(),
     output:
-        eps_png=report(
-            f"{RESULTS}/figures/subspace/max_match_vs_eps.png",
-            caption="../report/subspace.rst",
-            category="Subspace match",
-        ),
-        eps_pdf=f"{RESULTS}/figures/subspace/max_match_vs_eps.pdf",
-        sizes_png=report(
-            f"{RESULTS}/figures/subspace/simple_match_sizes.png",
-            caption="../report/subspace.rst",
-            category="Subspace match",
-        ),
-        sizes_pdf=f"{RESULTS}/figures/subspace/simple_match_sizes.pdf",
+        **figure_outputs("subspace", paths.SUBSPACE_FIGURE_NAMES, "../report/subspace.rst", "Subspace match"),
     log:
-        f"{RESULTS}/logs/subspace/figures.log",
+        paths.log("subspace", "figures"),
     conda:
         "../envs/subspace.yaml"
     script:
         "../scripts/subspace_figures.py"
-
-
-register_targets(rules.subspace_aggregate.output)
-register_targets(rules.subspace_figures.output)

@@ -1,25 +1,35 @@
-# Stage 2: one deterministic training job per (architecture, seed).
+# Stage 2: one deterministic training job per (architecture, seed), and the training summary.
 
 
 rule train:
     input:
-        split=f"{RESULTS}/data/split.json",
+        split=paths.split(),
     output:
-        checkpoint=f"{RESULTS}/models/{{model}}/checkpoint.pt",
-        metrics=f"{RESULTS}/models/{{model}}/metrics.json",
+        checkpoint=paths.checkpoint("{model}"),
+        metrics=paths.metrics("{model}"),
     params:
-        data=config["data"],
-        train=config["train"],
-        device=config.get("device", "auto"),
-    threads: config["train"].get("threads", 1)
+        data=SETTINGS.data.result_params(),
+        train=result_params(SETTINGS.train),
+    threads: SETTINGS.train.threads
     resources:
         gpu=GPUS_PER_JOB,
     log:
-        f"{RESULTS}/logs/train/{{model}}.log",
+        paths.log("train", "{model}"),
     conda:
         "../envs/train.yaml"
     script:
         "../scripts/train.py"
 
 
-register_targets(expand(f"{RESULTS}/models/{{model}}/{{file}}", model=MODELS, file=["checkpoint.pt", "metrics.json"]))
+rule training_summary:
+    input:
+        metrics=[paths.metrics(m) for m in MODELS],
+    output:
+        table=paths.training_summary(),
+        **figure_outputs("training", paths.TRAINING_FIGURE_NAMES, "../report/training.rst", "Training"),
+    log:
+        paths.log("train", "summary"),
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/training_summary.py"

@@ -1,15 +1,9 @@
 """Snakemake entry point: cache the probe-set activations of one trained network."""
 
-from repmatch.pipeline import activations_stage
+from repmatch.backbone.stages import activations_stage
+from repmatch.jobs import snakemake_job
 
-activations_stage(
-    model=snakemake.wildcards.model,  # noqa: F821
-    data_cfg=snakemake.params.data,  # noqa: F821
-    layers_cfg=snakemake.params.layers,  # noqa: F821
-    act_cfg=snakemake.params.activations,  # noqa: F821
-    device_spec=snakemake.params.device,  # noqa: F821
-    split_json=snakemake.input.split,  # noqa: F821
-    checkpoint=snakemake.input.checkpoint,  # noqa: F821
-    out_dir=snakemake.output[0],  # noqa: F821
-    log_file=snakemake.log[0],  # noqa: F821
-)
+with snakemake_job(snakemake) as job:  # noqa: F821
+    s = job.settings
+    activations_stage(job.wildcards.model, s.data, s.model, s.activations, s.device, job.input.split,
+                      job.input.checkpoint, job.output[0], job.log)  # fmt: skip

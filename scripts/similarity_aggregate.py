@@ -1,7 +1,7 @@
 """Snakemake entry point: concatenate the per-pair similarity tables."""
 
-from repmatch.logs import job_logger
-from repmatch.similarity.summary import similarity_aggregate_stage
+from repmatch.jobs import snakemake_job
+from repmatch.similarity.stages import aggregate_stage
 
-df = similarity_aggregate_stage(list(snakemake.input), snakemake.output[0])  # noqa: F821
-job_logger("similarity_aggregate", snakemake.log[0]).info("aggregated %d rows", len(df))  # noqa: F821
+with snakemake_job(snakemake) as job:  # noqa: F821
+    aggregate_stage(list(job.input), job.output[0], job.log)

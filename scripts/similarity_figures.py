@@ -1,13 +1,7 @@
 """Snakemake entry point: layer x layer heatmaps of every similarity measure."""
 
-from pathlib import Path
+from repmatch.jobs import snakemake_job
+from repmatch.similarity.stages import figures_stage
 
-from repmatch.similarity.summary import similarity_figures_stage
-
-similarity_figures_stage(
-    table=snakemake.input[0],  # noqa: F821
-    out_dir=Path(snakemake.output[0]).parent,  # noqa: F821
-    measures=snakemake.params.measures,  # noqa: F821
-    expected=list(snakemake.output),  # noqa: F821
-    log_file=snakemake.log[0],  # noqa: F821
-)
+with snakemake_job(snakemake) as job:  # noqa: F821
+    figures_stage(job.settings.similarity, job.input[0], dict(job.output.items()), job.log)

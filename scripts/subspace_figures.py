@@ -1,11 +1,7 @@
-"""Snakemake entry point: maximum-match similarity vs ε, and simple-match size histograms."""
+"""Snakemake entry point: maximum match vs ε and simple-match sizes."""
 
-from repmatch.subspace_match.plotting import subspace_figures_stage
+from repmatch.jobs import snakemake_job
+from repmatch.subspace_match.stages import figures_stage
 
-subspace_figures_stage(
-    table=snakemake.input.table,  # noqa: F821
-    simple=snakemake.input.simple,  # noqa: F821
-    eps_figure=snakemake.output.eps_png,  # noqa: F821
-    sizes_figure=snakemake.output.sizes_png,  # noqa: F821
-    log_file=snakemake.log[0],  # noqa: F821
-)
+with snakemake_job(snakemake) as job:  # noqa: F821
+    figures_stage(job.input.table, job.input.simple, dict(job.output.items()), job.log)

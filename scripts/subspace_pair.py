@@ -1,14 +1,10 @@
-"""Snakemake entry point: subspace match (maximum + simple matches) of one pair of networks."""
+"""Snakemake entry point: subspace match of one model pair over the ε sweep."""
 
-from repmatch.subspace_match.stage import subspace_pair_stage
+from repmatch.jobs import snakemake_job
+from repmatch.naming import parse_pair_id
+from repmatch.subspace_match.stages import pair_stage
 
-subspace_pair_stage(
-    pair=snakemake.wildcards.pair,  # noqa: F821
-    path_a=snakemake.input.a,  # noqa: F821
-    path_b=snakemake.input.b,  # noqa: F821
-    cfg=snakemake.params.subspace,  # noqa: F821
-    device_spec=snakemake.params.device,  # noqa: F821
-    out_table=snakemake.output.table,  # noqa: F821
-    out_simple=snakemake.output.simple,  # noqa: F821
-    log_file=snakemake.log[0],  # noqa: F821
-)
+with snakemake_job(snakemake) as job:  # noqa: F821
+    model_a, model_b = parse_pair_id(job.wildcards.pair)
+    pair_stage(job.settings.subspace_match, job.settings.device, model_a, model_b, job.input.a, job.input.b,
+               job.output.table, job.output.simple, job.log)  # fmt: skip

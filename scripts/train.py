@@ -1,14 +1,8 @@
-"""Snakemake entry point: train one (arch, seed) network."""
+"""Snakemake entry point: train one network."""
 
-from repmatch.pipeline import train_stage
+from repmatch.backbone.stages import train_stage
+from repmatch.jobs import snakemake_job
 
-train_stage(
-    model=snakemake.wildcards.model,  # noqa: F821
-    data_cfg=snakemake.params.data,  # noqa: F821
-    train_cfg=snakemake.params.train,  # noqa: F821
-    device_spec=snakemake.params.device,  # noqa: F821
-    split_json=snakemake.input.split,  # noqa: F821
-    checkpoint=snakemake.output.checkpoint,  # noqa: F821
-    metrics_json=snakemake.output.metrics,  # noqa: F821
-    log_file=snakemake.log[0],  # noqa: F821
-)
+with snakemake_job(snakemake) as job:  # noqa: F821
+    s = job.settings
+    train_stage(job.wildcards.model, s.data, s.train, s.device, job.input.split, job.output.checkpoint, job.output.metrics, job.log)

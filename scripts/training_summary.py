@@ -1,5 +1,7 @@
-"""Snakemake entry point: table and bar chart of every trained network's accuracy."""
+"""Snakemake entry point: one row per trained network, and the accuracy figure."""
 
-from repmatch.summary import training_summary
+from repmatch.backbone.stages import training_summary_stage
+from repmatch.jobs import snakemake_job
 
-training_summary(snakemake.input.metrics, snakemake.output.table, snakemake.output.figure)  # noqa: F821
+with snakemake_job(snakemake) as job:  # noqa: F821
+    training_summary_stage(list(job.input.metrics), job.output.table, job.output.accuracy_png, job.log)

@@ -17,8 +17,9 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def mnist_splits():
     from repmatch.data import load_splits
+    from repmatch.settings import section_settings
 
-    return load_splits({"name": "mnist5k", "split_seed": 0, "n_test": 1000, "n_probe": 100})
+    return load_splits(section_settings("data", {"name": "mnist5k", "split_seed": 0, "n_test": 1000, "n_probe": 100}))
 
 
 @pytest.fixture(scope="module")

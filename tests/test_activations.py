@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from repmatch.activations import ActivationCache, CacheError, extract_activations, open_pair, write_cache
+from repmatch.backbone.activations import ActivationCache, CacheError, extract_activations, open_pair, write_cache
 from repmatch.models import build_model
 
 
@@ -43,7 +43,7 @@ def test_wrong_shape_is_detected(cache):
     path, acts, _ = cache
     np.save(path / "fc1.npy", acts["fc1"][:9])
     manifest = json.loads((path / "manifest.json").read_text())
-    from repmatch.activations import sha256_file
+    from repmatch.backbone.activations import sha256_file
 
     manifest["layers"][1]["sha256"] = sha256_file(path / "fc1.npy")  # checksum made consistent: the shape check must catch it
     (path / "manifest.json").write_text(json.dumps(manifest))

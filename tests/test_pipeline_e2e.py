@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repmatch.activations import ActivationCache
+from repmatch.backbone.activations import ActivationCache
 from workflow_runs import TINY_CONFIG, dry_run_jobs, reference_run, run_snakemake
 
 

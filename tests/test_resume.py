@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from repmatch.activations import ActivationCache
+from repmatch.backbone.activations import ActivationCache
 from workflow_runs import (
     TINY_CONFIG,
     compare_results,

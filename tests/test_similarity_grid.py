@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from repmatch.activations import CacheError, write_cache
+from repmatch.backbone.activations import CacheError, write_cache
 from repmatch.io import read_table
 from repmatch.similarity import (
     MEASURES,

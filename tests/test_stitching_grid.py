@@ -40,7 +40,7 @@ def small(mnist_splits):
 def _trained(small, seed: int, epochs: int):
     from types import SimpleNamespace
 
-    from repmatch.training import train_model
+    from repmatch.backbone.training import train_model
 
     torch.manual_seed(seed)
     net = build_model("smallcnn", 10, 1, 28)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from repmatch.activations import CacheError, write_cache
+from repmatch.backbone.activations import CacheError, write_cache
 from repmatch.config import ConfigError, load_config, validate_config
 from repmatch.io import read_table
 from repmatch.subspace_match.compare import compare_layers, layer_pairs

@@ -3,9 +3,10 @@ import dataclasses
 import numpy as np
 import torch
 
-from repmatch.training import augment_batch, evaluate, train_new_model
+from repmatch.backbone.training import augment_batch, evaluate, train_new_model
+from repmatch.settings import section_settings
 
-CFG = {"epochs": 1, "batch_size": 100, "lr": 0.05, "threads": 1}
+CFG = section_settings("train", {"epochs": 1, "batch_size": 100, "lr": 0.05, "threads": 1})
 
 
 def _small(splits, n=600):
@@ -26,7 +27,7 @@ def test_training_is_bitwise_deterministic_and_seed_dependent(mnist_splits):
 
 def test_training_learns_real_digits(mnist_splits):
     splits = _small(mnist_splits, n=2000)
-    model, metrics = train_new_model("smallcnn", splits, {**CFG, "epochs": 2, "lr": 0.2}, seed=0, progress=False)
+    model, metrics = train_new_model("smallcnn", splits, dataclasses.replace(CFG, epochs=2, lr=0.2), seed=0, progress=False)
     assert metrics["test_accuracy"] > 0.8, metrics  # chance is 0.1
     assert evaluate(model, splits.test, "cpu")["accuracy"] == metrics["test_accuracy"]
 

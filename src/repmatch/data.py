@@ -11,12 +11,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .settings import DataSettings
 
 # Per-dataset (mean, std) per channel, the usual published values.
 _NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -28,6 +32,16 @@ _NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 _TORCHVISION_CLASS = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 DATASETS = tuple(_NORMALISATION)
+#: (training, test) images of the torchvision datasets' official splits.
+_SIZES = {"mnist": (60_000, 10_000), "fashionmnist": (60_000, 10_000), "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
+MNIST5K_SIZE = 5_000
+
+
+def dataset_sizes(name: str, n_test: int) -> tuple[int, int]:
+    """(training, test) set sizes of dataset ``name`` before any subsampling (for checks at parse time)."""
+    if name == "mnist5k":
+        return MNIST5K_SIZE - n_test, n_test
+    return _SIZES[name]
 
 
 class DataError(RuntimeError):
@@ -134,7 +148,7 @@ def _normalise(images: np.ndarray, name: str) -> np.ndarray:
     return ((images.astype(np.float32) / 255.0) - mean) / std
 
 
-def load_splits(data_cfg: Mapping[str, Any]) -> Splits:
+def load_splits(data: DataSettings) -> Splits:
     """Load the configured dataset and cut the seeded train / test / probe split.
 
     ``mnist5k``: a seeded permutation of the 5,000 digits; the first ``n_test`` are the test set.
@@ -143,13 +157,13 @@ def load_splits(data_cfg: Mapping[str, Any]) -> Splits:
     Sample ids are row indices in the source (train and test ids of torchvision datasets index
     their own files; test ids are offset by the train size so every id is unique).
     """
-    name = str(data_cfg.get("name", "mnist5k")).lower()
+    name = data.name
     if name not in _NORMALISATION:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    rng = np.random.default_rng(int(data_cfg.get("split_seed", 0)))
+    rng = np.random.default_rng(data.split_seed)
     if name == "mnist5k":
         images, labels, fingerprint = _read_mnist5k()
-        n_test = int(data_cfg.get("n_test", 1000))
+        n_test = data.n_test
         if not 0 < n_test < len(labels):
             raise DataError(f"data.n_test={n_test} must be between 1 and {len(labels) - 1} for mnist5k")
         order = rng.permutation(len(labels))
@@ -160,16 +174,15 @@ def load_splits(data_cfg: Mapping[str, Any]) -> Splits:
         test = ArrayDataset(x[test_idx], labels[test_idx], ids[test_idx])
         num_classes = 10
     else:
-        tr_x, tr_y = _read_torchvision(name, data_cfg.get("data_root"), train=True)
-        te_x, te_y = _read_torchvision(name, data_cfg.get("data_root"), train=False)
+        tr_x, tr_y = _read_torchvision(name, data.data_root, train=True)
+        te_x, te_y = _read_torchvision(name, data.data_root, train=False)
         fingerprint = hashlib.sha256(tr_x.tobytes() + tr_y.tobytes() + te_x.tobytes() + te_y.tobytes()).hexdigest()
         train = ArrayDataset(_normalise(tr_x, name), tr_y, np.arange(len(tr_y), dtype=np.int64))
         test = ArrayDataset(_normalise(te_x, name), te_y, np.arange(len(te_y), dtype=np.int64) + len(tr_y))
-        n_train = data_cfg.get("n_train")
-        if n_train:
-            train = train.subset(np.sort(rng.permutation(len(train))[: int(n_train)]))
+        if data.n_train:
+            train = train.subset(np.sort(rng.permutation(len(train))[: data.n_train]))
         num_classes = int(max(tr_y.max(), te_y.max()) + 1)
-    n_probe = int(data_cfg.get("n_probe", 500))
+    n_probe = data.n_probe
     if not 0 < n_probe <= len(test):
         raise DataError(f"data.n_probe={n_probe} must be between 1 and the test-set size {len(test)}")
     probe = test.subset(np.sort(rng.permutation(len(test))[:n_probe]))
@@ -185,3 +198,12 @@ def check_split(splits: Splits, record: Mapping[str, Any]) -> None:
                 f"the dataset loaded now differs from the recorded split in '{key}': the data files or the "
                 "data config changed since results/data/split.json was written; rerun the 'data_split' rule"
             )
+
+
+def load_recorded_split(data: DataSettings, split_json: str | os.PathLike[str]) -> Splits:
+    """Load the dataset and check it is exactly the split recorded earlier in the pipeline."""
+    from .io import read_json
+
+    splits = load_splits(data)
+    check_split(splits, read_json(split_json))
+    return splits

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,31 +107,21 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
 
 
-TIDY_COLUMNS = ("model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method", "value")
-
-
-def concat_tables(
-    paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], required_columns: Sequence[str] = TIDY_COLUMNS
-) -> pd.DataFrame:
+def concat_tables(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], columns: Sequence[str]) -> pd.DataFrame:
     """Concatenate per-pair tables into one aggregated table (every family's ``aggregate`` rule).
 
-    A table lacking one of ``required_columns`` is refused with its path (a stale or foreign
-    file must not be averaged in); empty tables are skipped, and when all are empty the result
-    still has ``required_columns``, so readers downstream see the family's schema.
+    A table lacking one of ``columns`` (the family's, :data:`repmatch.tables.COLUMNS`) is refused
+    with its path (a stale or foreign file must not be averaged in); empty tables are skipped, and
+    when all are empty the result still has ``columns``, so readers downstream see the family's schema.
     """
     frames = []
     for path in paths:
         df = read_table(path)
-        missing = set(required_columns) - set(df.columns)
+        missing = set(columns) - set(df.columns)
         if missing:
             raise ValueError(f"result table {path} lacks columns {sorted(missing)}; delete it and rerun its job")
         if not df.empty:
             frames.append(df)
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(required_columns))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
     write_table(table, out)
     return table
-
-
-def config_subset(config: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    """The part of the config a job depends on (used as Snakemake params so a change reruns it)."""
-    return {k: config[k] for k in keys if k in config}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from itertools import combinations_with_replacement, permutations
+from itertools import combinations_with_replacement
 
 _MODEL_RE = re.compile(r"^(?P<arch>[a-z0-9]+)_seed(?P<seed>\d+)$")
 
@@ -33,11 +33,3 @@ def parse_pair_id(pair: str) -> tuple[str, str]:
 def unordered_pairs(models: list[str]) -> list[tuple[str, str]]:
     """All pairs (a, b) with a <= b in list order, including a == b (within-network grids)."""
     return list(combinations_with_replacement(models, 2))
-
-
-def ordered_pairs(models: list[str], include_self: bool = True) -> list[tuple[str, str]]:
-    """All ordered pairs; stitching is directional (front of a into back of b)."""
-    pairs = list(permutations(models, 2))
-    if include_self:
-        pairs = [(m, m) for m in models] + pairs
-    return pairs

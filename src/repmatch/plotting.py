@@ -36,6 +36,12 @@ def layer_grid(table: pd.DataFrame, value: str = "value") -> pd.DataFrame:
     return grid
 
 
+def stem(path: str | os.PathLike[str]) -> str:
+    """``results/figures/x/name.png`` -> ``results/figures/x/name``: figures are saved in every format from one stem."""
+    root, ext = os.path.splitext(str(path))
+    return root if ext.lstrip(".") in ("png", "pdf", "svg") else str(path)
+
+
 def save_figure(fig: plt.Figure, path_stem: str | os.PathLike[str], formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Save ``fig`` as ``<stem>.<fmt>`` for each format, atomically, and close it."""
     paths = []

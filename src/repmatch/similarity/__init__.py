@@ -1,34 +1,17 @@
 """repmatch.similarity: CKA / CCA / Procrustes / regression similarity indices over layer grids.
 
-Public API:
-  - :func:`similarity_table` (tidy table for a model pair, used by the pipeline),
-  - :func:`similarity_grids` (raw numpy grids), :func:`similarity` (one pair),
-  - :data:`MEASURES`, :func:`get_measure`, :func:`check_measures`, :func:`register`, :class:`Measure`,
-  - :data:`CONV_MODES` and the error classes,
-  - :func:`specificity`, :func:`more_similar_than_itself` (sanity tables).
-
-Attributes are imported lazily (PEP 562) so that torch-free users (the registry check at
-Snakefile parse time, the sanity tables and figures) do not pay for importing torch.
+Layout (as every family): ``pairs`` (which jobs), the maths (``registry``, ``grid``, ``stats``,
+``linalg``, ``preprocess``, ``cka``, ``cca``, ``procrustes``, ``regression``), ``stages`` (what the
+scripts call), ``plots`` (figures). Public API: :func:`similarity` (one pair),
+:func:`similarity_grids` (raw grids), :func:`similarity_table` (tidy table of a model pair), the
+registry (:data:`MEASURES`, :func:`register`, :class:`Measure`) and the error classes.
 """
 
-from __future__ import annotations
+from .._exports import lazy
 
-import importlib
-from typing import Any
-
-_LAZY = {
-    "DegenerateInputError": "errors", "DegenerateWarning": "errors", "SimilarityInputError": "errors",
-    "TABLE_COLUMNS": "grid", "similarity": "grid", "similarity_grids": "grid", "similarity_table": "grid",
-    "CONV_MODES": "preprocess",
-    "INVARIANCES": "registry", "MEASURES": "registry", "Measure": "registry", "check_measures": "registry",
-    "get_measure": "registry", "register": "registry",
-    "specificity": "sanity", "more_similar_than_itself": "sanity",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy(__name__, {
+    "errors": ["DegenerateInputError", "DegenerateWarning", "SimilarityInputError"],
+    "grid": ["TABLE_COLUMNS", "similarity", "similarity_grids", "similarity_table"],
+    "preprocess": ["CONV_MODES"],
+    "registry": ["INVARIANCES", "MEASURES", "Measure", "check_measures", "get_measure", "register"],
+})  # fmt: skip

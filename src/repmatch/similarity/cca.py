@@ -59,7 +59,7 @@ def mean_cca_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: GridC
 def svcca_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: GridContext) -> np.ndarray:
     """SVCCA (Raghu et al. 2017): keep the top singular directions holding ``svcca_variance`` of the
     variance of each layer, then the mean canonical correlation of the reduced layers."""
-    v = float(ctx.param("svcca_variance", 0.99))
+    v = float(ctx.param("svcca_variance"))
     qa = [s.svcca_basis(v) for s in sa]
     qb = qa if sa is sb else [s.svcca_basis(v) for s in sb]
     return _mean_cca(qa, qb, sa, sb, ctx, "svcca")

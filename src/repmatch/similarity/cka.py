@@ -82,7 +82,7 @@ def rbf_cka_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: GridCo
     Each layer's centred, normalised kernel is built once; the whole grid is one matmul of the
     stacked, flattened kernels. Memory: one rows x rows float64 kernel per layer.
     """
-    frac = float(ctx.param("rbf_sigma", 0.8))
+    frac = float(ctx.param("rbf_sigma"))
     same = sa is sb
     ka = [s.memo(("rbf", frac), lambda s=s: centred_rbf_kernel(s, frac)) for s in sa]
     kb = ka if same else [s.memo(("rbf", frac), lambda s=s: centred_rbf_kernel(s, frac)) for s in sb]
@@ -173,4 +173,4 @@ def debiased_cka_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: G
 
 def minibatch_cka_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: GridContext) -> np.ndarray:
     """Minibatch CKA: HSIC_1 accumulated over contiguous minibatches of ``minibatch_size`` rows."""
-    return unbiased_cka_grid(sa, sb, ctx, int(ctx.param("minibatch_size", 100)), "minibatch_cka")
+    return unbiased_cka_grid(sa, sb, ctx, int(ctx.param("minibatch_size")), "minibatch_cka")

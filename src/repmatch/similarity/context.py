@@ -22,6 +22,9 @@ class GridContext:
     def degenerate(self, reason: str) -> None:
         self.problems.append(reason)
 
-    def param(self, key: str, default: Any) -> Any:
-        value = self.params.get(key)
-        return default if value is None else value
+    def param(self, key: str) -> Any:
+        """A measure parameter; the engine fills every one from the ``similarity`` settings."""
+        try:
+            return self.params[key]
+        except KeyError:
+            raise KeyError(f"measure parameter {key!r} was not passed to the grid engine") from None

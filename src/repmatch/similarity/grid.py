@@ -16,14 +16,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..settings import SimilaritySettings, section_settings
+from ..tables import COLUMNS
 from .context import GridContext
 from .errors import DegenerateInputError, DegenerateWarning, SimilarityInputError
 from .preprocess import CONV_MODES, View, pair_views, to_matrix
 from .registry import MEASURES, Measure, check_measures
 from .stats import LayerStats
 
-TABLE_COLUMNS = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method", "value", "conv_mode"]
+TABLE_COLUMNS = COLUMNS["similarity"]
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _defaults() -> SimilaritySettings:
+    """The ``similarity`` section's defaults (from the schema: arguments left ``None`` take these)."""
+    return section_settings("similarity")
 
 
 def _source_eps(arr: Any) -> float:
@@ -65,11 +72,11 @@ def similarity_grids(
     acts_a: Mapping[str, Any],
     acts_b: Mapping[str, Any],
     measures: Sequence[str],
-    conv_mode: str = "gap",
+    conv_mode: str | None = None,
     device: torch.device | str | None = None,
     params: Mapping[str, Any] | None = None,
-    on_degenerate: str = "nan",
-    dtype: str = "float64",
+    on_degenerate: str | None = None,
+    dtype: str | None = None,
     same_model: bool | None = None,
     reverse: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -80,14 +87,20 @@ def similarity_grids(
     value(b_j, a_i) for each *asymmetric* measure (symmetric ones need no second orientation).
     ``same_model`` (default: ``acts_a is acts_b``) shares per-layer work between the two sides.
     Degenerate cells are NaN with a :class:`DegenerateWarning`, or raise
-    :class:`DegenerateInputError` when ``on_degenerate="error"``.
+    :class:`DegenerateInputError` when ``on_degenerate="error"``. Arguments left ``None``
+    (and measure parameters not in ``params``) take the ``similarity`` section's defaults.
     """
+    defaults = _defaults()
+    conv_mode = defaults.conv_mode if conv_mode is None else conv_mode
+    on_degenerate = defaults.on_degenerate if on_degenerate is None else on_degenerate
+    dtype = defaults.precision if dtype is None else dtype
     _check_inputs(acts_a, acts_b, conv_mode, on_degenerate)
     resolved = check_measures(measures)
     known = {p for m in MEASURES.values() for p in m.params}
     unknown = sorted(set(params or {}) - known)
     if unknown:
         raise SimilarityInputError(f"unknown measure parameters {unknown}; known: {sorted(known)}")
+    params = {**defaults.measure_params, **(params or {})}
     if dtype not in _DTYPES:
         raise SimilarityInputError(f"precision must be one of {sorted(_DTYPES)}, got {dtype!r}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
@@ -136,9 +149,9 @@ def similarity_grids(
     return forward, backward
 
 
-def _run(m: Measure, la: list[LayerStats], lb: list[LayerStats], params: Mapping[str, Any] | None, problems: list[str],
+def _run(m: Measure, la: list[LayerStats], lb: list[LayerStats], params: Mapping[str, Any], problems: list[str],
          out: np.ndarray, rows: list[int], cols: list[int], mask: np.ndarray) -> None:
-    ctx = GridContext(params or {})
+    ctx = GridContext(params)
     values = np.asarray(m.grid(la, lb, ctx), dtype=np.float64)
     problems.extend(ctx.problems)
     sub = out[np.ix_(rows, cols)]
@@ -162,11 +175,11 @@ def similarity_table(
     model_a: str,
     model_b: str,
     measures: Sequence[str],
-    conv_mode: str = "gap",
+    conv_mode: str | None = None,
     device: torch.device | str | None = None,
     params: Mapping[str, Any] | None = None,
-    on_degenerate: str = "nan",
-    dtype: str = "float64",
+    on_degenerate: str | None = None,
+    dtype: str | None = None,
     layer_index_a: Mapping[str, int] | None = None,
     layer_index_b: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
@@ -177,6 +190,7 @@ def similarity_table(
     measures between different models both orientations are written (rows with model_a/model_b
     swapped), so every ordered comparison can be read off without recomputing.
     """
+    conv_mode = _defaults().conv_mode if conv_mode is None else conv_mode
     same = model_a == model_b
     if same and list(acts_a) != list(acts_b):
         raise SimilarityInputError(f"model {model_a!r} compared with itself but its two layer lists differ")
@@ -202,7 +216,7 @@ def _frame(grid: np.ndarray, model_a: str, names_a: list[str], idx_a: Mapping[st
     })
 
 
-def similarity(x: Any, y: Any, measure: str, device: torch.device | str | None = None, conv_mode: str = "gap",
+def similarity(x: Any, y: Any, measure: str, device: torch.device | str | None = None, conv_mode: str | None = None,
                **params: Any) -> float:
     """One measure on one pair of representations ((n, d) or (n, C, H, W) arrays or tensors).
 

@@ -27,19 +27,6 @@ from .errors import SimilarityInputError
 #: grid(stats_a, stats_b, ctx) -> (len(a) x len(b)) float64 array
 GridFn = Callable[[Any, Any, Any], Any]
 
-#: Defaults of the ``similarity`` config section (mirrored in config/schema.yaml; a test checks both agree).
-DEFAULT_CONFIG: dict[str, Any] = {
-    "measures": ["linear_cka", "rbf_cka", "debiased_cka", "minibatch_cka", "mean_cca", "svcca", "pwcca", "procrustes",
-                 "linear_regression"],
-    "conv_mode": "gap",
-    "rbf_sigma": 0.8,
-    "svcca_variance": 0.99,
-    "minibatch_size": 100,
-    "precision": "float64",
-    "on_degenerate": "nan",
-    "threads": 1,
-}
-
 INVARIANCES = ("orthogonal", "isotropic_scaling", "translation", "invertible_linear", "invertible_linear_a")
 
 

@@ -1,33 +1,19 @@
 """Model stitching: direct matching (DM) vs task loss matching (TLM), after Balogh & Jelasity (AAAI 2025).
 
-Modules: ``layer`` (the stitch), ``network`` (frozen halves, grid cells), ``direct`` (DM in
-closed form), ``task`` (stacked TLM training), ``scores`` (accuracy and OOD diagnostics),
-``grid`` (one model pair's whole grid), ``pairs`` (which model pairs), ``analysis`` (the paper's
-analyses), ``plots`` (figures), ``stages`` (the file-level functions the Snakemake scripts call).
-
-Names are loaded lazily, so ``repmatch.stitching.pairs`` (used while Snakemake builds the DAG)
-does not import torch.
+Layout (as every family): ``pairs`` (which jobs), the maths (``layer``: the stitch, ``network``:
+frozen halves and grid cells, ``direct``: DM in closed form, ``task``: stacked TLM training,
+``scores``: accuracy and OOD diagnostics, ``grid``: one model pair's whole grid, ``analysis``:
+accuracy vs layer distance), ``stages`` (what the scripts call), ``plots`` (figures).
 """
 
-from __future__ import annotations
+from .._exports import lazy
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
+__getattr__, __all__ = lazy(__name__, {
     "direct": ["GridNormalEquations", "NormalEquations", "fit_affine", "fit_affine_pinv", "solve_psd"],
-    "grid": ["METHODS", "StitchingConfig", "build_stitches", "fit_direct", "stitch_pair"],
+    "grid": ["METHODS", "build_stitches", "fit_direct", "stitch_pair"],
     "pairs": ["stitching_pairs"],
     "layer": ["Stitch", "StitchShapeError", "resize_to", "stitch_inputs", "to_rows"],
     "network": ["Cell", "StitchedNet", "freeze", "group_by_back", "layer_shapes", "make_stitch"],
     "scores": ["METRICS", "auroc", "evaluate_stitches", "mahalanobis_per_sample"],
     "task": ["TLMConfig", "train_stitches"],
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+})  # fmt: skip

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,57 +19,16 @@ import torch
 
 from ..data import ArrayDataset
 from ..models import StitchableNet, select_layers
+from ..settings import StitchingSettings
+from ..tables import COLUMNS as TABLE_COLUMNS
 from .direct import GridNormalEquations, NormalEquations, pinv_grid
 from .layer import Shape, Stitch, to_rows
 from .network import Cell, freeze, layer_shapes
-from .pairs import stitching_pairs  # noqa: F401  (re-exported)
 from .scores import evaluate_stitches, gaussian_whitener
 from .task import TLMConfig, train_stitches
 
 METHODS = ("dm", "tlm", "dm_tlm")
-COLUMNS = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method", "metric", "value"]
-
-
-@dataclass(frozen=True)
-class StitchingConfig:
-    """The ``stitching:`` config section as a typed object (defaults = config/schema.yaml's)."""
-
-    layers: str | tuple[str, ...] = "all"
-    methods: tuple[str, ...] = METHODS
-    dm_solver: str = "lstsq"  # lstsq (normal equations on the whole training split) | pinv (paper's small-K)
-    dm_ridge: float = 0.0
-    dm_k: int = 100
-    tlm: TLMConfig = field(default_factory=TLMConfig)
-    tlm_n_train: int | None = None  # TLM on a seeded subset of the training split (None = all of it)
-    batch_size: int = 250  # DM pass and evaluation
-    mahalanobis_shrinkage: float = 0.01
-
-    @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any], model_layers: str | Sequence[str] = "all") -> StitchingConfig:
-        """Parse the config section; ``layers: null`` means ``model_layers`` (the config's ``model.layers``)."""
-        dm, tlm = dict(cfg.get("dm", {}) or {}), dict(cfg.get("tlm", {}) or {})
-        methods = tuple(cfg.get("methods", METHODS))
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown or not methods:
-            raise ValueError(f"stitching.methods {list(methods)} must be a non-empty subset of {list(METHODS)}")
-        layers = cfg.get("layers")
-        layers = model_layers if layers is None else layers
-        out = cls(
-            layers=layers if isinstance(layers, str) else tuple(layers),
-            methods=methods,
-            dm_solver=str(dm.get("solver", "lstsq")),
-            dm_ridge=float(dm.get("ridge", 0.0)),
-            dm_k=int(dm.get("k", 100)),
-            tlm=TLMConfig.from_mapping(tlm),
-            tlm_n_train=tlm.get("n_train"),
-            batch_size=int(cfg.get("batch_size", 250)),
-            mahalanobis_shrinkage=float(cfg.get("mahalanobis_shrinkage", 0.01)),
-        )
-        if out.dm_solver not in ("lstsq", "pinv"):
-            raise ValueError(f"stitching.dm.solver must be 'lstsq' or 'pinv', got {out.dm_solver!r}")
-        if out.dm_ridge < 0 or out.dm_k < 1 or out.batch_size < 1 or out.mahalanobis_shrinkage < 0:
-            raise ValueError(f"invalid stitching settings: {out}")
-        return out
+COLUMNS = TABLE_COLUMNS["stitching"]
 
 
 def _check_finite(feats: Mapping[str, torch.Tensor], which: str) -> None:
@@ -88,7 +45,7 @@ def fit_direct(
     shapes_a: Mapping[str, Shape],
     shapes_b: Mapping[str, Shape],
     x: np.ndarray,
-    cfg: StitchingConfig,
+    cfg: StitchingSettings,
     device: torch.device,
     need_dm: bool = True,
 ) -> tuple[dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
@@ -98,7 +55,7 @@ def fit_direct(
     """
     fronts = sorted({la for la, _ in pairs}, key=model_a.layer_names.index)
     backs = sorted({lb for _, lb in pairs}, key=model_b.layer_names.index)
-    grid = GridNormalEquations(pairs, shapes_a, shapes_b) if need_dm and cfg.dm_solver == "lstsq" else None
+    grid = GridNormalEquations(pairs, shapes_a, shapes_b) if need_dm and cfg.dm.solver == "lstsq" else None
     moments = {lb: NormalEquations() for lb in backs}
     for start in range(0, len(x), cfg.batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[start : start + cfg.batch_size])).to(device)
@@ -113,9 +70,9 @@ def fit_direct(
     whiteners = {lb: gaussian_whitener(*moments[lb].moments(), cfg.mahalanobis_shrinkage) for lb in backs}
     maps: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
     if grid is not None:
-        maps = {(la, lb): grid.solve(la, lb, cfg.dm_ridge) for la, lb in pairs}
+        maps = {(la, lb): grid.solve(la, lb, cfg.dm.ridge) for la, lb in pairs}
     elif need_dm:  # the paper's small-K pseudo-inverse: the first K samples of a seeded permutation
-        pick = np.sort(np.random.default_rng(cfg.tlm.seed).permutation(len(x))[: cfg.dm_k])
+        pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.dm.k])
         xb = torch.from_numpy(np.ascontiguousarray(x[pick])).to(device)
         feats_a, feats_b = model_a.features(xb, fronts), model_b.features(xb, backs)
         _check_finite(feats_a, "A"), _check_finite(feats_b, "B")
@@ -151,12 +108,13 @@ def stitch_pair(
     model_b: StitchableNet,
     train: ArrayDataset,
     test: ArrayDataset,
-    cfg: StitchingConfig,
+    cfg: StitchingSettings,
+    layers: Sequence[str],
     device: torch.device | str = "cpu",
     names: tuple[str, str] = ("A", "B"),
     log: logging.Logger | None = None,
 ) -> pd.DataFrame:
-    """Run the whole grid (every configured layer of A x every configured layer of B) for one ordered pair.
+    """Run the whole grid (every layer of ``layers`` in A x every one in B) for one ordered pair.
 
     Returns the tidy table: one row per (layer_a, layer_b, method, metric).
     """
@@ -165,27 +123,28 @@ def stitch_pair(
     freeze(model_a).to(device), freeze(model_b).to(device)
     input_shape = tuple(train.x.shape[1:])
     shapes_a, shapes_b = layer_shapes(model_a, input_shape, device), layer_shapes(model_b, input_shape, device)
-    layers_a = select_layers(model_a, "all" if cfg.layers == "all" else list(cfg.layers))
-    layers_b = select_layers(model_b, "all" if cfg.layers == "all" else list(cfg.layers))
+    layers_a, layers_b = select_layers(model_a, layers), select_layers(model_b, layers)
     pairs = [(la, lb) for la in layers_a for lb in layers_b]
     need_dm = any(m in ("dm", "dm_tlm") for m in cfg.methods)
 
     t0 = time.perf_counter()
     dm_maps, whiteners = fit_direct(model_a, model_b, pairs, shapes_a, shapes_b, train.x, cfg, device, need_dm)
-    log.info("DM (%s) for %d stitches and B's layer statistics: %.1f s", cfg.dm_solver, len(pairs), time.perf_counter() - t0)
+    log.info("DM (%s) for %d stitches and B's layer statistics: %.1f s", cfg.dm.solver, len(pairs), time.perf_counter() - t0)
 
-    stitches = build_stitches(pairs, shapes_a, shapes_b, cfg.methods, dm_maps, cfg.tlm.seed)
+    stitches = build_stitches(pairs, shapes_a, shapes_b, cfg.methods, dm_maps, cfg.seed)
     trained = {c: s for c, s in stitches.items() if c.method != "dm"}
     history: dict[Cell, list[float]] = {}
     if trained and cfg.tlm.epochs > 0:
         tlm_set = train
-        if cfg.tlm_n_train and cfg.tlm_n_train < len(train):
-            tlm_set = train.subset(np.sort(np.random.default_rng(cfg.tlm.seed).permutation(len(train))[: cfg.tlm_n_train]))
-        history = train_stitches(model_a, model_b, trained, tlm_set.x, tlm_set.y, cfg.tlm, device, stacked=True, log=log)
+        if cfg.tlm.n_train and cfg.tlm.n_train < len(train):
+            tlm_set = train.subset(np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.tlm.n_train]))
+        history = train_stitches(
+            model_a, model_b, trained, tlm_set.x, tlm_set.y, TLMConfig.from_settings(cfg), device, stacked=True, log=log
+        )
 
     t0 = time.perf_counter()
     scores, base = evaluate_stitches(
-        model_a, model_b, stitches, test.x, test.y, device, cfg.batch_size, whiteners, cfg.tlm.max_stack
+        model_a, model_b, stitches, test.x, test.y, device, cfg.batch_size, whiteners, cfg.max_stack
     )
     log.info("scored %d stitches on %d test samples: %.1f s (model B alone: accuracy %.4f)",
              len(stitches), len(test), time.perf_counter() - t0, base["accuracy"])

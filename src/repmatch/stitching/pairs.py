@@ -1,28 +1,38 @@
-"""Which ordered model pairs get a stitching grid (torch-free: imported by the Snakemake rules)."""
+"""Which stitching jobs exist: ordered model pairs and the grid's layers (torch-free: read while
+Snakemake parses the workflow)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from ..naming import pair_id
+from ..architectures import resolve_layers
+from ..naming import pair_id, parse_pair_id
+from ..settings import Settings, StitchPairSettings
 
 
-def stitching_pairs(models: Sequence[str], pairs_cfg: Mapping[str, Any] | None) -> list[str]:
-    """The ordered model pairs to stitch, from ``stitching.pairs``.
+def stitching_pairs(models: Sequence[str], pairs: StitchPairSettings) -> list[str]:
+    """The ordered model pairs to stitch (front of A -> back of B), from ``stitching.pairs``.
 
     ``within``: ``all`` (A -> A for every model), ``first`` (first model only) or ``none``;
     ``cross``: ``all`` (every ordered pair of different models), ``first`` (models[0] ->
     models[1] only: the cheap default, one cross-seed grid) or ``none``.
     """
-    pairs_cfg = dict(pairs_cfg or {})
-    within, cross = pairs_cfg.get("within", "first"), pairs_cfg.get("cross", "first")
-    if within not in ("all", "first", "none") or cross not in ("all", "first", "none"):
-        raise ValueError(f"stitching.pairs needs within and cross in (all, first, none), got {pairs_cfg}")
     models = list(models)
-    out = [pair_id(m, m) for m in (models if within == "all" else models[:1] if within == "first" else [])]
-    if cross == "all":
+    out = [pair_id(m, m) for m in {"all": models, "first": models[:1], "none": []}[pairs.within]]
+    if pairs.cross == "all":
         out += [pair_id(a, b) for a in models for b in models if a != b]
-    elif cross == "first" and len(models) > 1:
+    elif pairs.cross == "first" and len(models) > 1:
         out.append(pair_id(models[0], models[1]))
     return out
+
+
+def pair_kinds(pairs: Sequence[str]) -> list[str]:
+    """``within`` and/or ``cross``: the kinds of grid the selected pairs produce (one figure each)."""
+    kinds = {"within" if a == b else "cross" for a, b in map(parse_pair_id, pairs)}
+    return [k for k in ("within", "cross") if k in kinds]
+
+
+def stitching_layers(settings: Settings) -> list[str]:
+    """The grid's layers: ``stitching.layers``, or ``model.layers`` when that is null."""
+    layers = settings.stitching.layers
+    return resolve_layers(settings.model.arch, settings.model.layers if layers is None else layers)

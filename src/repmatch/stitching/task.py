@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,24 +28,28 @@ from ..models import StitchableNet
 from .layer import Stitch
 from .network import Cell, freeze, group_by_back
 
+if TYPE_CHECKING:
+    from ..settings import StitchingSettings
+
 
 @dataclass(frozen=True)
 class TLMConfig:
-    """Training of the stitches (the paper: Adam, lr 1e-3, batch 256, 30 epochs, random init)."""
+    """The parameters of one TLM run (the paper: Adam, lr 1e-3, batch 256, 30 epochs, random init).
 
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0
-    max_stack: int | None = None  # at most this many stitches per stacked back-half batch (memory)
+    Built from the settings by :meth:`from_settings` (``stitching.tlm`` plus the section-level
+    ``stitching.seed`` and ``stitching.max_stack``, which DM and scoring use too); no defaults here.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    max_stack: int | None  # at most this many stitches per stacked back-half batch (memory)
 
     @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any]) -> TLMConfig:
-        known = {f: cfg[f] for f in ("epochs", "batch_size", "lr", "seed", "max_stack") if f in cfg and cfg[f] is not None}
-        out = cls(**known)
-        if out.epochs < 0 or out.batch_size < 1 or out.lr <= 0:
-            raise ValueError(f"invalid TLM settings {out}: need epochs >= 0, batch_size >= 1, lr > 0")
-        return out
+    def from_settings(cls, stitching: StitchingSettings) -> TLMConfig:
+        t = stitching.tlm
+        return cls(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, seed=stitching.seed, max_stack=stitching.max_stack)
 
 
 def _as_tensor(a: np.ndarray | torch.Tensor, device: torch.device | str) -> torch.Tensor:

@@ -1,34 +1,17 @@
 """Neuron activation subspace match (Wang et al., NeurIPS 2018): maximum and simple matches.
 
-Pure maths on neuron vectors (coordinates × neurons) lives in :mod:`.linalg`, :mod:`.maximum`
-and :mod:`.simple`; :mod:`.sampling` turns cached activations into neuron vectors (random
-coordinate draws for conv channels); :mod:`.compare` runs one layer pair over the ε sweep and
-the repeats; :mod:`.tables`, :mod:`.stage` and :mod:`.plotting` are the pipeline edges.
+Layout (as every family): ``pairs`` (which jobs), the maths on neuron vectors (coordinates ×
+neurons: ``linalg``, ``maximum``, ``simple``; ``sampling`` turns cached activations into neuron
+vectors; ``compare`` runs one layer pair over the ε sweep and the repeats; ``tables`` its rows),
+``stages`` (what the scripts call), ``plots`` (figures).
 """
 
-from .linalg import orthonormal_basis, relative_residuals
-from .maximum import (
-    MatchProblem,
-    MaximumMatch,
-    Sweep,
-    fixed_point,
-    maximum_match,
-    maximum_match_sweep,
-    whole_layer_epsilon,
-)
-from .simple import SimpleMatch, simple_matches, v_minimal_match
+from .._exports import lazy
 
-__all__ = [
-    "MatchProblem",
-    "MaximumMatch",
-    "SimpleMatch",
-    "Sweep",
-    "fixed_point",
-    "maximum_match",
-    "maximum_match_sweep",
-    "orthonormal_basis",
-    "relative_residuals",
-    "simple_matches",
-    "v_minimal_match",
-    "whole_layer_epsilon",
-]
+__getattr__, __all__ = lazy(__name__, {
+    "compare": ["LayerPairResult", "compare_layers", "layer_pairs"],
+    "linalg": ["orthonormal_basis", "relative_residuals"],
+    "maximum": ["MatchProblem", "MaximumMatch", "Sweep", "fixed_point", "maximum_match", "maximum_match_sweep",
+                "whole_layer_epsilon"],
+    "simple": ["SimpleMatch", "simple_matches", "v_minimal_match"],
+})  # fmt: skip

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..settings import SubspaceSettings
 from .maximum import check_eps, maximum_match_sweep
 from .sampling import align_spatial, draw_coordinates, gather_neuron_vectors, n_coordinates
 from .simple import SimpleMatch, simple_matches_in
@@ -36,29 +37,28 @@ class LayerPairResult:
         return len(self.whole_layer_eps)
 
 
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
 def compare_layers(
     acts_a: np.ndarray,
     acts_b: np.ndarray,
-    eps_values: Sequence[float],
-    n_coords: int = 10_000,
-    repeats: int = 16,
-    simple_eps: float | None = None,
-    simple_repeats: int = 1,
-    seed: int = 0,
+    settings: SubspaceSettings,
     key: str = "",
     device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float64,
 ) -> LayerPairResult:
     """Subspace match of two layers' cached activations ((n, d) or (n, C, H, W), same n).
 
-    Each repeat draws D coordinates (conv layers with more than D; all of them otherwise, and
-    then there is a single repeat), builds the neuron vectors of both layers on ``device``,
-    and sweeps ε. Simple matches are computed at ``simple_eps`` on the first
-    ``simple_repeats`` draws only: they cost far more than the maximum match.
+    Each of ``settings.repeats`` repeats draws D = ``settings.n_coords`` coordinates (conv layers
+    with more than D; all of them otherwise, and then there is a single repeat), builds the
+    neuron vectors of both layers on ``device``, and sweeps ``settings.eps``. Simple matches are
+    computed at ``simple_eps`` on the first ``simple_repeats`` draws only: they cost far more
+    than the maximum match. ``key`` names the layer pair in the seeded coordinate draws.
     """
-    eps_list = sorted({check_eps(e) for e in eps_values})
-    if simple_eps is not None:
-        simple_eps = check_eps(simple_eps)
+    eps_list = sorted({check_eps(e) for e in settings.eps})
+    simple_eps = None if settings.simple_eps is None else check_eps(settings.simple_eps)
+    n_coords, repeats, simple_repeats, seed = settings.n_coords, settings.repeats, settings.simple_repeats, settings.seed
+    dtype = DTYPES[settings.dtype]
     a, b = align_spatial(acts_a, acts_b)
     draws = draw_coordinates(n_coordinates(a.shape), n_coords, repeats, seed, key)
     result = LayerPairResult(

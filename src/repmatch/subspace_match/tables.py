@@ -15,22 +15,8 @@ Two observational units, hence two tables:
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from .compare import LayerPairResult
-
-KEY_COLUMNS = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b"]
-MATCH_COLUMNS = KEY_COLUMNS + [
-    "method", "eps", "value", "value_std", "repeats", "n_coords", "d_a", "d_b", "matched_a", "matched_b", "live_a", "live_b",
-]  # fmt: skip
-SIMPLE_COLUMNS = KEY_COLUMNS + [
-    "method", "eps", "repeat", "value", "size_a", "size_b", "neurons_a", "neurons_b", "found_from", "n_coords", "d_a", "d_b",
-]  # fmt: skip
-
-
-def pair_key(model_a: str, layer_a: str, index_a: int, model_b: str, layer_b: str, index_b: int) -> dict:
-    return {"model_a": model_a, "layer_a": layer_a, "index_a": int(index_a), "model_b": model_b, "layer_b": layer_b, "index_b": int(index_b)}
-
 
 def match_rows(key: dict, res: LayerPairResult) -> list[dict]:
     """Rows of the matches table for one layer pair."""
@@ -53,8 +39,3 @@ def simple_rows(key: dict, res: LayerPairResult) -> list[dict]:
          "found_from": s.found_from, "n_coords": res.n_coords, "d_a": res.d_a, "d_b": res.d_b}  # fmt: skip
         for r, s in res.simple
     ]
-
-
-def to_frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
-    """A table with a fixed column order (also when empty, so aggregation never loses columns)."""
-    return pd.DataFrame(rows, columns=columns)

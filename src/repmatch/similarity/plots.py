@@ -11,22 +11,40 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..plotting import draw_layer_grid, save_figure  # noqa: E402
-from .registry import get_measure  # noqa: E402
-from .sanity import _models, oriented_grid  # noqa: E402
-
-FIGURE_KINDS = ("pairs", "cross_seed")
+from ..plotting import draw_layer_grid, plt, save_figure
+from .registry import get_measure
 
 
-def figure_stem(out_dir: str | os.PathLike[str], measure: str, kind: str) -> Path:
-    return Path(out_dir) / f"{measure}_{kind}"
+def oriented_grid(table: pd.DataFrame, method: str, model_x: str, model_y: str, symmetric: bool) -> pd.DataFrame | None:
+    """value(x_i, y_j) as a layer_x x layer_y frame (layers in network order), or None if absent.
+
+    Symmetric measures are stored once per unordered pair; the other orientation is the transpose.
+    """
+    sub = table[(table["method"] == method) & (table["model_a"] == model_x) & (table["model_b"] == model_y)]
+    if not sub.empty:
+        return _pivot(sub)
+    if symmetric:
+        sub = table[(table["method"] == method) & (table["model_a"] == model_y) & (table["model_b"] == model_x)]
+        if not sub.empty:
+            return _pivot(sub).T
+    return None
+
+
+def _pivot(sub: pd.DataFrame) -> pd.DataFrame:
+    names_a = dict(zip(sub["index_a"], sub["layer_a"]))
+    names_b = dict(zip(sub["index_b"], sub["layer_b"]))
+    grid = sub.pivot_table(index="index_a", columns="index_b", values="value", aggfunc="mean", dropna=False)
+    grid = grid.sort_index(axis=0).sort_index(axis=1)
+    grid.index = [names_a[i] for i in grid.index]
+    grid.columns = [names_b[j] for j in grid.columns]
+    return grid
+
+
+def _models(table: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(list(table["model_a"]) + list(table["model_b"])))
 
 
 def _stored_pairs(table: pd.DataFrame, method: str) -> list[tuple[str, str]]:
@@ -101,10 +119,5 @@ def plot_cross_seed(table: pd.DataFrame, method: str, stem: str | os.PathLike[st
     return save_figure(fig, stem)
 
 
-def similarity_figures(table: pd.DataFrame, out_dir: str | os.PathLike[str], methods: Sequence[str]) -> list[Path]:
-    """All similarity figures (PNG + PDF) for ``methods``: ``{method}_pairs`` and ``{method}_cross_seed``."""
-    paths: list[Path] = []
-    for method in methods:
-        paths += plot_pairs(table, method, figure_stem(out_dir, method, "pairs"))
-        paths += plot_cross_seed(table, method, figure_stem(out_dir, method, "cross_seed"))
-    return paths
+FIGURE_KINDS = ("pairs", "cross_seed")
+PLOTS = {"pairs": plot_pairs, "cross_seed": plot_cross_seed}

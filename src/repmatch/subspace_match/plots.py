@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import read_table
-from ..logs import job_logger
 from ..plotting import plt, save_figure
 
 
@@ -72,19 +70,3 @@ def plot_simple_match_sizes(simple: pd.DataFrame, path_stem: str | os.PathLike[s
     fig.suptitle(f"Simple-match sizes at ε = {eps} (all network pairs)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path_stem)
-
-
-def subspace_figures_stage(
-    table: str | os.PathLike[str], simple: str | os.PathLike[str], eps_figure: str, sizes_figure: str,
-    log_file: str | os.PathLike[str] | None = None,
-) -> None:
-    """The ``subspace_figures`` job; figure arguments are stems or any of their .png/.pdf paths."""
-    log = job_logger("subspace_figures", log_file)
-    written = plot_max_match_vs_eps(read_table(table), _stem(eps_figure))
-    written += plot_simple_match_sizes(read_table(simple), _stem(sizes_figure))
-    log.info("wrote %s", ", ".join(map(str, written)))
-
-
-def _stem(path: str) -> str:
-    root, ext = os.path.splitext(str(path))
-    return root if ext in (".png", ".pdf") else str(path)

@@ -11,16 +11,18 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import ArrayDataset, Splits
-from .models import StitchableNet, build_model
+from ..data import ArrayDataset, Splits
+from ..models import StitchableNet, build_model
+
+if TYPE_CHECKING:
+    from ..settings import TrainSettings
 
 
 def set_determinism(seed: int, threads: int | None = None) -> None:
@@ -65,9 +67,9 @@ def evaluate(model: StitchableNet, dataset: ArrayDataset, device: torch.device |
     return {"accuracy": correct / len(dataset), "loss": loss_sum / len(dataset)}
 
 
-def _optimizer(model: torch.nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    lr, wd = float(cfg.get("lr", 0.05)), float(cfg.get("weight_decay", 5e-4))
-    if cfg.get("optimizer", "sgd") == "adam":
+def _optimizer(model: torch.nn.Module, train: TrainSettings) -> torch.optim.Optimizer:
+    lr, wd = train.lr, train.weight_decay
+    if train.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
 
@@ -75,7 +77,7 @@ def _optimizer(model: torch.nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Op
 def train_model(
     model: StitchableNet,
     splits: Splits,
-    train_cfg: Mapping[str, Any],
+    train: TrainSettings,
     seed: int,
     device: torch.device | str = "cpu",
     progress: bool = True,
@@ -84,10 +86,9 @@ def train_model(
 
     The data order and augmentation are drawn from a generator seeded with ``seed``.
     """
-    epochs, batch_size = int(train_cfg["epochs"]), int(train_cfg.get("batch_size", 128))
-    augment = bool(train_cfg.get("augment", False))
+    epochs, batch_size, augment = train.epochs, train.batch_size, train.augment
     model.to(device).train()
-    opt = _optimizer(model, train_cfg)
+    opt = _optimizer(model, train)
     steps_per_epoch = math.ceil(len(splits.train) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / (epochs * steps_per_epoch)))
@@ -136,10 +137,10 @@ def train_model(
 
 
 def train_new_model(
-    arch: str, splits: Splits, train_cfg: Mapping[str, Any], seed: int, device: torch.device | str = "cpu", progress: bool = True
+    arch: str, splits: Splits, train: TrainSettings, seed: int, device: torch.device | str = "cpu", progress: bool = True
 ) -> tuple[StitchableNet, dict[str, Any]]:
     """Seed everything, build ``arch`` (initialisation drawn from ``seed``) and train it."""
-    set_determinism(seed, train_cfg.get("threads"))
+    set_determinism(seed, train.threads)
     model = build_model(arch, splits.num_classes, splits.in_channels, splits.image_size)
-    metrics = train_model(model, splits, train_cfg, seed, device, progress)
+    metrics = train_model(model, splits, train, seed, device, progress)
     return model, metrics

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import atomic_dir, read_json, write_json
-from .models import StitchableNet
+from ..io import atomic_dir, read_json, write_json
+from ..models import StitchableNet
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

@@ -1,0 +1,7 @@
+"""Snakemake entry point: stitched accuracy against layer distance."""
+
+from repmatch.jobs import snakemake_job
+from repmatch.stitching.stages import distance_stage
+
+with snakemake_job(snakemake) as job:  # noqa: F821
+    distance_stage(job.input[0], job.output[0], job.log)

@@ -1,0 +1,42 @@
+"""The built-in architectures and their stitchable layer names, without importing torch.
+
+Why a torch-free table: the configuration is checked while Snakemake parses the workflow (a
+layer-name typo must fail ``snakemake -n``, not a job after training). ``repmatch.models``
+builds the networks and a test checks every built network's ``layer_names`` against this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def _resnet_layers(stages: int, depth_per_stage: int) -> tuple[str, ...]:
+    return ("stem", *(f"layer{s}_{b}" for s in range(1, stages + 1) for b in range(depth_per_stage)))
+
+
+#: Stitchable layers (block outputs) of each built-in architecture, in network order.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "smallcnn": ("conv1", "conv2", "conv3", "conv4", "conv5", "fc1"),
+    "resnet20": _resnet_layers(3, 3),
+    "resnet18": _resnet_layers(4, 2),
+    "vgg11": tuple(f"conv{k}" for k in range(1, 9)),
+}
+ARCHITECTURES = tuple(LAYERS)
+
+
+def resolve_layers(arch: str, wanted: str | Sequence[str]) -> list[str]:
+    """The config's layer choice (``all`` or a list of names) for ``arch``, in network order.
+
+    Unknown names are an error listing the architecture's layers, so a typo is caught before
+    any job runs.
+    """
+    if arch not in LAYERS:
+        raise KeyError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    names = LAYERS[arch]
+    if wanted == "all":
+        return list(names)
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise KeyError(f"layers {unknown} do not exist in {arch}; its layers are {list(names)}")
+    return [n for n in names if n in set(wanted)]

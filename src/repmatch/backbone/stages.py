@@ -1,0 +1,77 @@
+"""The backbone's stages (split -> train -> activations -> training summary), the only functions
+the backbone's Snakemake scripts call. Each takes settings and paths, and writes atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..data import Splits, load_recorded_split, load_splits
+from ..device import resolve_device
+from ..io import write_json, write_table
+from ..models import load_checkpoint, save_checkpoint, select_layers
+from ..naming import parse_model_id
+from ..settings import ActivationSettings, DataSettings, ModelSettings, TrainSettings
+
+PathLike = str | os.PathLike[str]
+
+
+def split_stage(data: DataSettings, out_json: PathLike, log: logging.Logger) -> Splits:
+    """Load the dataset, cut the seeded split and record it."""
+    splits = load_splits(data)
+    write_json(splits.record(), out_json)
+    log.info("%s: %d train, %d test, %d probe samples", splits.name, len(splits.train), len(splits.test), len(splits.probe))
+    return splits
+
+
+def train_stage(
+    model: str, data: DataSettings, train: TrainSettings, device_spec: str, split_json: PathLike, checkpoint: PathLike,
+    metrics_json: PathLike, log: logging.Logger,
+) -> dict[str, Any]:  # fmt: skip
+    """Train one (arch, seed) network; write its checkpoint and metrics."""
+    from .training import train_new_model
+
+    arch, seed = parse_model_id(model)
+    splits = load_recorded_split(data, split_json)
+    device = resolve_device(device_spec)
+    log.info("training %s on %s (%d train / %d test samples)", model, device, len(splits.train), len(splits.test))
+    net, metrics = train_new_model(arch, splits, train, seed, device)
+    metrics.update({"model": model, "arch": arch, "layers": net.layer_names})
+    meta = {"arch": arch, "seed": seed, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
+            "image_size": splits.image_size, "dataset": splits.name}  # fmt: skip
+    save_checkpoint(net.cpu(), checkpoint, meta)
+    write_json(metrics, metrics_json)
+    log.info("%s: test accuracy %.4f after %d epochs (%.1f s)", model, metrics["test_accuracy"], metrics["epochs"], metrics["train_seconds"])
+    return metrics
+
+
+def activations_stage(
+    model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings, device_spec: str,
+    split_json: PathLike, checkpoint: PathLike, out_dir: PathLike, log: logging.Logger,
+) -> Path:  # fmt: skip
+    """Cache the probe-set activations of the configured layers of one trained network."""
+    from .activations import extract_activations, write_cache
+
+    splits = load_recorded_split(data, split_json)
+    device = resolve_device(device_spec)
+    net = load_checkpoint(checkpoint, device)
+    layers = select_layers(net, model_settings.layers)
+    acts = extract_activations(net, splits.probe.x, layers, activations.batch_size, device, activations.dtype)
+    meta = {"model": model, "checkpoint": str(checkpoint), "dataset": splits.name, "split_fingerprint": splits.fingerprint}
+    path = write_cache(out_dir, acts, splits.probe.ids, meta)
+    log.info("%s: cached %d layers for %d probe samples in %s", model, len(acts), len(splits.probe), path)
+    return path
+
+
+def training_summary_stage(metrics_files: Sequence[PathLike], table: PathLike, figure_png: PathLike, log: logging.Logger) -> None:
+    """One row per trained network, and the accuracy bar chart (PNG + PDF)."""
+    from ..plotting import stem
+    from .plots import plot_training_accuracy, training_table
+
+    df = training_table(metrics_files)
+    write_table(df, table)
+    written = plot_training_accuracy(df, stem(figure_png))
+    log.info("%d networks; wrote %s", len(df), ", ".join(map(str, written)))

@@ -1,0 +1,57 @@
+"""What every Snakemake script does before and after calling its one stage function.
+
+Why here and not in each script: every job must read the same settings (the whole config,
+checked and filled from the schema), log to its own log file, and leave the reason it failed
+*in that log file* (on a cluster the scheduler's stderr is elsewhere). Scripts are then three
+lines: ``with snakemake_job(snakemake) as job: stage(job.settings.<section>, ...)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .logs import job_logger
+from .settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Job:
+    """One running Snakemake job: its settings, logger, and Snakemake's own job object."""
+
+    settings: Settings
+    log: logging.Logger
+    smk: Any
+
+    @property
+    def input(self) -> Any:
+        return self.smk.input
+
+    @property
+    def output(self) -> Any:
+        return self.smk.output
+
+    @property
+    def wildcards(self) -> Any:
+        return self.smk.wildcards
+
+    @property
+    def threads(self) -> int:
+        return int(self.smk.threads)
+
+
+@contextlib.contextmanager
+def snakemake_job(smk: Any) -> Iterator[Job]:
+    """Settings + a logger writing to the job's log; an uncaught exception is logged with its traceback."""
+    log = job_logger(smk.rule, smk.log[0] if len(smk.log) else None)
+    try:
+        yield Job(load_settings(smk.config, check=False), log, smk)
+    except BaseException as err:
+        log.error("%s failed: %s: %s", smk.rule, type(err).__name__, err, exc_info=True)
+        raise
+    finally:
+        for handler in log.handlers:
+            handler.flush()

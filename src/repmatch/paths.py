@@ -1,0 +1,103 @@
+"""Every output's name, in one torch-free module used by the rules and by the library.
+
+Why one module: a path spelt in a rule and again in a plotting function drifts; here each
+output has one function. Arguments may be Snakemake wildcards (``checkpoint("{model}")``) or
+concrete names (``checkpoint("smallcnn_seed0")``), so the rules' patterns and
+``final_outputs()``'s target list come from the same code. Stage functions receive these
+paths as arguments (from ``snakemake.output``) and never build them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+RESULTS = "results"
+FIGURE_FORMATS = ("png", "pdf")
+
+#: result folder of each comparison family (``results/<folder>/``)
+FAMILY_FOLDERS = {"similarity": "similarity", "stitching": "stitching", "subspace_match": "subspace"}
+
+
+def _r(*parts: str) -> str:
+    return "/".join((RESULTS, *parts))
+
+
+# --- backbone -------------------------------------------------------------------------------
+def split() -> str:
+    return _r("data", "split.json")
+
+
+def checkpoint(model: str) -> str:
+    return _r("models", model, "checkpoint.pt")
+
+
+def metrics(model: str) -> str:
+    return _r("models", model, "metrics.json")
+
+
+def training_summary() -> str:
+    return _r("models", "training_summary.csv")
+
+
+def activations(model: str) -> str:
+    return _r("activations", model)
+
+
+# --- pairwise families -----------------------------------------------------------------------
+def pair_table(family: str, pair: str) -> str:
+    """One model pair's tidy table of ``family`` (``similarity``, ``stitching``, ``subspace_match``)."""
+    return _r(FAMILY_FOLDERS[family], "pairs", f"{pair}.parquet")
+
+
+def aggregate(family: str) -> str:
+    """All pairs of ``family`` in one tidy table."""
+    folder = FAMILY_FOLDERS[family]
+    return _r(folder, f"{folder}.parquet")
+
+
+def subspace_simple_table(pair: str) -> str:
+    return _r("subspace", "pairs", f"{pair}.simple.parquet")
+
+
+def subspace_simple_aggregate() -> str:
+    return _r("subspace", "subspace_simple.parquet")
+
+
+def stitching_distance() -> str:
+    return _r("stitching", "accuracy_vs_layer_distance.csv")
+
+
+# --- cross-family sanity tables ---------------------------------------------------------------
+def sanity(name: str) -> str:
+    """``more_similar_than_itself``, ``more_similar_summary`` or ``specificity`` (every family in one table)."""
+    return _r("sanity", f"{name}.csv")
+
+
+SANITY_TABLES = ("more_similar_than_itself", "more_similar_summary", "specificity")
+
+
+# --- figures ----------------------------------------------------------------------------------
+def figure(folder: str, name: str, fmt: str) -> str:
+    return _r("figures", folder, f"{name}.{fmt}")
+
+
+def figures(folder: str, names: Iterable[str]) -> dict[str, str]:
+    """``{"<name>_<fmt>": path}`` for every name and format (the rules' named outputs)."""
+    return {f"{name}_{fmt}": figure(folder, name, fmt) for name in names for fmt in FIGURE_FORMATS}
+
+
+def similarity_figure_names(measures: Iterable[str]) -> list[str]:
+    return [f"{measure}_{kind}" for measure in measures for kind in ("pairs", "cross_seed")]
+
+
+def stitching_figure_names(kinds: Iterable[str]) -> list[str]:
+    return [f"{kind}_accuracy_grids" for kind in kinds] + ["accuracy_vs_layer_distance"]
+
+
+SUBSPACE_FIGURE_NAMES = ("max_match_vs_eps", "simple_match_sizes")
+TRAINING_FIGURE_NAMES = ("accuracy",)
+
+
+# --- logs -------------------------------------------------------------------------------------
+def log(stage: str, name: str) -> str:
+    return _r("logs", stage, f"{name}.log")

@@ -1,0 +1,405 @@
+"""Configuration -> frozen, typed settings: the one way any part of repmatch reads its config.
+
+Why one loader: the schema (``repmatch/schema.yaml``, shipped with the package) is the only
+place a default is written. :func:`load_settings` takes a YAML file, a dict or Snakemake's
+``config`` and
+
+1. coerces command-line strings to the schema's types (``--config seeds=[0,1]`` arrives as
+   strings),
+2. fills every default from the schema,
+3. validates against the schema (errors name the key: ``at stitching.tlm.epohcs: ...``),
+4. runs the checks a schema cannot express (layer names exist, ``data_root`` exists, the probe
+   set fits the test set, measure names are registered, the pair selection is possible),
+
+and returns a :class:`Settings` of frozen dataclasses, one per config section. The Snakefile,
+the scripts and the library all take these objects; nobody calls ``.get(key, default)``.
+The dataclasses hold field names and types but no defaults (a test checks that they list
+exactly the schema's keys).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The sections. Field names are the schema's keys; ``str | tuple[str, ...]`` fields hold
+# either "all" or a list of names; lists arrive as tuples (frozen).
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    name: str
+    data_root: str | None
+    split_seed: int
+    n_test: int
+    n_train: int | None
+    n_probe: int
+
+    def result_params(self) -> dict[str, Any]:
+        """What changes the data's numbers (not where the files live): Snakemake's rerun trigger."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "data_root"}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    arch: str
+    layers: str | tuple[str, ...]
+
+    @property
+    def layer_names(self) -> list[str]:
+        """The configured layers resolved for the architecture, in network order."""
+        from .architectures import resolve_layers
+
+        return resolve_layers(self.arch, self.layers)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    augment: bool
+    threads: int
+
+
+@dataclass(frozen=True)
+class ActivationSettings:
+    batch_size: int
+    dtype: str
+
+
+@dataclass(frozen=True)
+class SimilaritySettings:
+    measures: tuple[str, ...]
+    conv_mode: str
+    rbf_sigma: float
+    svcca_variance: float
+    minibatch_size: int
+    precision: str
+    on_degenerate: str
+    threads: int
+
+    @property
+    def measure_params(self) -> dict[str, Any]:
+        """The parameters handed to the measures' grid functions (``GridContext.params``)."""
+        return {"rbf_sigma": self.rbf_sigma, "svcca_variance": self.svcca_variance, "minibatch_size": self.minibatch_size}
+
+
+@dataclass(frozen=True)
+class SubspaceSettings:
+    eps: tuple[float, ...]
+    n_coords: int
+    repeats: int
+    layer_pairs: str
+    within_network: bool
+    simple_eps: float | None
+    simple_repeats: int
+    seed: int
+    dtype: str
+    threads: int
+
+
+@dataclass(frozen=True)
+class StitchPairSettings:
+    within: str
+    cross: str
+
+
+@dataclass(frozen=True)
+class DMSettings:
+    solver: str
+    ridge: float
+    k: int
+
+
+@dataclass(frozen=True)
+class TLMSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    n_train: int | None
+
+
+@dataclass(frozen=True)
+class StitchingSettings:
+    pairs: StitchPairSettings
+    layers: str | tuple[str, ...] | None
+    methods: tuple[str, ...]
+    dm: DMSettings
+    tlm: TLMSettings
+    seed: int
+    max_stack: int | None
+    batch_size: int
+    mahalanobis_shrinkage: float
+    threads: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole experiment, every default filled, validated."""
+
+    seeds: tuple[int, ...]
+    device: str
+    gpus_per_job: int
+    data: DataSettings
+    model: ModelSettings
+    train: TrainSettings
+    activations: ActivationSettings
+    subspace_match: SubspaceSettings
+    similarity: SimilaritySettings
+    stitching: StitchingSettings
+
+    def to_config(self) -> dict[str, Any]:
+        """The filled-in config as plain YAML-able data (lists, not tuples)."""
+        return _plain(dataclasses.asdict(self))
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataSettings, "model": ModelSettings, "train": TrainSettings, "activations": ActivationSettings,
+    "subspace_match": SubspaceSettings, "similarity": SimilaritySettings, "stitching": StitchingSettings,
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The configuration schema (package data: works from an installed wheel as well)."""
+    return yaml.safe_load(resources.files("repmatch").joinpath("schema.yaml").read_text())
+
+
+def schema_path() -> Path:
+    """A filesystem path of the schema (for ``snakemake.utils.validate`` and readers)."""
+    return Path(str(resources.files("repmatch").joinpath("schema.yaml")))
+
+
+def load_settings(source: str | os.PathLike[str] | Mapping[str, Any], check: bool = True) -> Settings:
+    """Build the experiment's settings from a YAML file, a dict or Snakemake's ``config``.
+
+    ``check=False`` skips the semantic checks that look at the file system or the registries
+    (used where only the shape of the config matters).
+    """
+    config = _read(source)
+    config = fill_defaults(coerce(config, schema()), schema())
+    validate(config)
+    settings = _build(Settings, config)
+    if check:
+        check_semantics(settings)
+    return settings
+
+
+def section_settings(name: str, values: Mapping[str, Any] | None = None) -> Any:
+    """One section's settings from a partial mapping, defaults filled from the schema.
+
+    For tests, notebooks and benchmarks that need e.g. ``DataSettings`` without a whole experiment.
+    """
+    if name not in SECTIONS:
+        raise ConfigError(f"unknown config section {name!r}; sections are {sorted(SECTIONS)}")
+    sub = schema()["properties"][name]
+    value = fill_defaults(coerce(copy.deepcopy(dict(values or {})), sub), sub)
+    _raise_errors(jsonschema.Draft202012Validator(sub).iter_errors(value), prefix=name)
+    return _build(SECTIONS[name], value)
+
+
+def _read(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(source, Mapping):
+        return copy.deepcopy(_plain(dict(source)))
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML ({err})") from err
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(loaded).__name__}")
+    return loaded
+
+
+def _plain(value: Any) -> Any:
+    """Mappings -> dict, tuples/lists -> list (Snakemake's config holds its own container types)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+_TYPE_CHECKS = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "string": lambda v: isinstance(v, str),
+}
+
+
+def _types(sub: Mapping[str, Any]) -> list[str]:
+    t = sub.get("type", [])
+    return [t] if isinstance(t, str) else list(t)
+
+
+def coerce(value: Any, sub: Mapping[str, Any]) -> Any:
+    """Turn command-line strings into the types the schema asks for.
+
+    ``snakemake --config seeds=[0,1]`` gives ``["0", "1"]`` and ``--config 'stitching={tlm:
+    {epochs: 5}}'`` a nested dict of strings; a string is parsed as YAML where the schema wants a
+    number, boolean, null, array or object and the parsed value has that type. Anything else is
+    left for the validator to report.
+    """
+    alternatives = sub.get("oneOf") or sub.get("anyOf")
+    if alternatives:
+        for alt in alternatives:
+            out = coerce(value, alt)
+            if not list(jsonschema.Draft202012Validator(alt).iter_errors(out)):
+                return out
+        return value
+    types_ = _types(sub)
+    if isinstance(value, str) and "string" not in types_ and types_:
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if any(_TYPE_CHECKS[t](parsed) for t in types_):
+            value = parsed
+    if isinstance(value, list) and isinstance(sub.get("items"), Mapping):
+        return [coerce(v, sub["items"]) for v in value]
+    if isinstance(value, dict) and isinstance(sub.get("properties"), Mapping):
+        props = sub["properties"]
+        return {k: coerce(v, props[k]) if k in props else v for k, v in value.items()}
+    return value
+
+
+def fill_defaults(value: Any, sub: Mapping[str, Any]) -> Any:
+    """Fill missing keys of every (nested) mapping from the schema's ``default`` values."""
+    if not isinstance(value, dict) or not isinstance(sub.get("properties"), Mapping):
+        return value
+    out = dict(value)
+    for key, prop in sub["properties"].items():
+        if key not in out and "default" in prop:
+            out[key] = copy.deepcopy(prop["default"])
+        if key in out:
+            out[key] = fill_defaults(out[key], prop)
+    return out
+
+
+def validate(config: Mapping[str, Any]) -> None:
+    """Schema validation; every violation is listed with its location."""
+    _raise_errors(jsonschema.Draft202012Validator(schema()).iter_errors(dict(config)))
+
+
+def _raise_errors(errors: typing.Iterable[jsonschema.ValidationError], prefix: str = "") -> None:
+    errors = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
+    if not errors:
+        return
+    lines = []
+    for err in errors:
+        where = ".".join([prefix] * bool(prefix) + [str(p) for p in err.absolute_path]) or "<top level>"
+        lines.append(f"  at {where}: {err.message}")
+    raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+
+
+def _build(cls: type, value: Mapping[str, Any]) -> Any:
+    """A (nested) frozen dataclass from a validated, default-filled mapping."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in value:
+            raise ConfigError(f"config section for {cls.__name__} lacks {f.name!r}, which has no default in the schema")
+        kwargs[f.name] = _convert(value[f.name], hints[f.name])
+    return cls(**kwargs)
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value)
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, int) and not isinstance(value, bool) and _accepts_float(hint):
+        return float(value)
+    return value
+
+
+def _accepts_float(hint: Any) -> bool:
+    if hint is float:
+        return True
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        args = typing.get_args(hint)
+        return float in args and int not in args
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks the schema cannot express, run before any job.
+
+
+def check_semantics(s: Settings) -> None:
+    """Every check that needs more than the schema; each error names the key and what is allowed."""
+    from .architectures import resolve_layers
+    from .data import dataset_sizes
+
+    errors: list[str] = []
+
+    def attempt(key: str, fn: typing.Callable[[], Any]) -> None:
+        try:
+            fn()
+        except (KeyError, ValueError) as err:
+            errors.append(f"  at {key}: {err.args[0] if err.args else err}")
+
+    attempt("model.layers", lambda: resolve_layers(s.model.arch, s.model.layers))
+    if s.stitching.layers is not None:
+        attempt("stitching.layers", lambda: resolve_layers(s.model.arch, s.stitching.layers))
+
+    n_train_total, n_test_total = dataset_sizes(s.data.name, s.data.n_test)
+    if s.data.name == "mnist5k":
+        if s.data.n_test >= n_train_total + n_test_total:
+            errors.append(f"  at data.n_test: {s.data.n_test} leaves no training digits; mnist5k has 5000 in all")
+    else:
+        if not s.data.data_root:
+            errors.append(f"  at data.data_root: dataset {s.data.name!r} is read from a local folder; set data.data_root")
+        elif not Path(s.data.data_root).expanduser().is_dir():
+            errors.append(f"  at data.data_root: folder {s.data.data_root!r} does not exist (repmatch never downloads; "
+                          "see README, 'Pointing it at CIFAR-10')")
+        if s.data.n_train is not None and s.data.n_train > n_train_total:
+            errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training images of {s.data.name}")
+    if s.data.n_probe > n_test_total:
+        errors.append(f"  at data.n_probe: {s.data.n_probe} probe samples do not fit the test set of {n_test_total}")
+
+    from .similarity.registry import MEASURES
+
+    unknown = [m for m in s.similarity.measures if m not in MEASURES]
+    if unknown:
+        errors.append(f"  at similarity.measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
+
+    if s.stitching.pairs.cross != "none" and len(s.seeds) < 2:
+        errors.append(f"  at stitching.pairs.cross: {s.stitching.pairs.cross!r} needs at least two seeds "
+                      f"(seeds = {list(s.seeds)}); use 'none'")
+    if s.subspace_match.simple_repeats > s.subspace_match.repeats:
+        errors.append(f"  at subspace_match.simple_repeats: {s.subspace_match.simple_repeats} exceeds "
+                      f"subspace_match.repeats = {s.subspace_match.repeats}")
+    if errors:
+        raise ConfigError("invalid configuration:\n" + "\n".join(errors))

@@ -1,0 +1,47 @@
+"""The tidy long tables every family writes: one definition of the key columns, and each family's own.
+
+Why one definition: any family's results can then be concatenated, joined or compared in one
+table (``pd.concat`` of a similarity and a stitching table keeps the same key columns), and the
+cross-family sanity module reads all of them with one piece of code.
+
+A row is one observation of one layer pair: ``model_a/layer_a/index_a`` (the front network and
+its layer, ``index_*`` = the layer's position in network order), ``model_b/layer_b/index_b``,
+``method`` (measure or stitching method), ``value``, plus family-specific columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+KEY_COLUMNS = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b"]
+TIDY_COLUMNS = [*KEY_COLUMNS, "method", "value"]
+
+#: The columns each family's per-pair and aggregated tables hold, in order.
+COLUMNS: dict[str, list[str]] = {
+    "similarity": [*TIDY_COLUMNS, "conv_mode"],
+    "stitching": [*KEY_COLUMNS, "method", "metric", "value"],
+    "subspace_match": [*KEY_COLUMNS, "method", "eps", "value", "value_std", "repeats", "n_coords", "d_a", "d_b",
+                       "matched_a", "matched_b", "live_a", "live_b"],
+    "subspace_simple": [*KEY_COLUMNS, "method", "eps", "repeat", "value", "size_a", "size_b", "neurons_a", "neurons_b",
+                        "found_from", "n_coords", "d_a", "d_b"],
+}  # fmt: skip
+
+
+def layer_key(model_a: str, layer_a: str, index_a: int, model_b: str, layer_b: str, index_b: int) -> dict[str, Any]:
+    """The key columns of one layer pair as a row fragment."""
+    return dict(zip(KEY_COLUMNS, (model_a, layer_a, int(index_a), model_b, layer_b, int(index_b))))
+
+
+def frame(rows: Iterable[Mapping[str, Any]] | Iterable[Sequence[Any]], family: str) -> pd.DataFrame:
+    """A family's table with its fixed column order, also when empty (aggregation keeps the schema)."""
+    return pd.DataFrame(list(rows), columns=COLUMNS[family])
+
+
+def check_columns(df: pd.DataFrame, family: str, what: str) -> None:
+    """Refuse a table lacking the family's columns, naming it (a stale or foreign file)."""
+    missing = set(COLUMNS[family]) - set(df.columns)
+    if missing:
+        raise ValueError(f"{what} lacks the {family} columns {sorted(missing)}; delete it and rerun its job")
