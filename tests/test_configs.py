@@ -1,38 +1,12 @@
-"""Every shipped experiment config (config.yaml, config/*.yaml, tests/data/*config*.yaml)
-validates against config/schema.yaml, the way the Snakefile validates it."""
+"""The shipped paper configs are paper-scale, and the README's job table is what Snakemake plans."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
-import pytest
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = str(REPO / "config" / "schema.yaml")
-CONFIGS = sorted(
-    [REPO / "config.yaml", *(REPO / "config").glob("*.yaml"), *(REPO / "tests" / "data").glob("*config*.yaml")]
-)
-CONFIGS = [p for p in CONFIGS if p.name != "schema.yaml"]
-
-
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
-def test_config_validates_against_schema(path):
-    cfg = yaml.safe_load(path.read_text())
-    validate(cfg, SCHEMA)
-    if cfg["data"]["name"] != "mnist5k":
-        assert cfg["data"].get("data_root"), f"{path.name}: {cfg['data']['name']} needs data.data_root"
-
-
-def test_schema_rejects_a_misspelt_key():
-    cfg = yaml.safe_load((REPO / "config" / "paper_cifar10.yaml").read_text())
-    bad = copy.deepcopy(cfg)
-    bad["train"]["epoch"] = 3  # typo of `epochs`
-    with pytest.raises(WorkflowError, match="epoch"):
-        validate(bad, SCHEMA)
 
 
 def test_paper_config_is_paper_scale():
@@ -66,6 +40,7 @@ def test_readme_job_counts_match_the_paper_dry_run(tmp_path):
             continue
         for name in names.split(","):
             documented[re.sub(r"\s*\(.*\)", "", name).strip()] = n
+    (tmp_path / "data" / "cifar10").mkdir(parents=True)  # data_root must exist (checked at parse time)
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm",
          "--configfile", "config/paper_cifar10.yaml", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile")],

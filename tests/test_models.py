@@ -64,3 +64,12 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="train"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_torch_free_layer_table_matches_the_built_networks():
+    """repmatch.architectures (read at parse time to check layer names) agrees with the real networks."""
+    from repmatch.architectures import LAYERS
+    from repmatch.models import build_model
+
+    for arch, names in LAYERS.items():
+        assert build_model(arch, 10, 3, 32).layer_names == list(names), arch

@@ -19,15 +19,15 @@ from repmatch.similarity import (
     DegenerateInputError,
     DegenerateWarning,
     SimilarityInputError,
-    more_similar_than_itself,
     similarity,
     similarity_grids,
     similarity_table,
-    specificity,
 )
 from repmatch.similarity import linalg
 from repmatch.similarity.preprocess import View, pair_views, to_matrix
-from repmatch.similarity.registry import DEFAULT_CONFIG
+from repmatch.logs import job_logger
+from repmatch.sanity import more_similar_than_itself, similarity_scores, specificity
+from repmatch.settings import section_settings
 
 PARAMS = {"rbf_sigma": 0.8, "svcca_variance": 0.99, "minibatch_size": 25}
 ALL = sorted(MEASURES)
@@ -254,7 +254,7 @@ def _seed_tables(measures, n_seeds=3):
 
 def test_specificity_on_planted_seeds():
     table = _seed_tables(["linear_cka", "linear_regression", "procrustes"])
-    spec = specificity(table).set_index("method")
+    spec = specificity(similarity_scores(table)).set_index("method")
     assert spec.loc["linear_cka", "n_model_pairs"] == 6  # ordered cross-seed pairs of 3 seeds
     assert spec.loc["linear_cka", "n_total"] == 6 * 4
     assert spec.loc["linear_cka", "accuracy"] == 1.0
@@ -270,64 +270,66 @@ def test_specificity_counts_a_wrong_best_layer():
                 v = 2.0  # layer 0 of A best matches layer 2 of B
             rows.append(("m_seed0", f"l{la}", la, "m_seed1", f"l{lb}", lb, "linear_cka", v, "gap"))
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    spec = specificity(table).iloc[0]
+    spec = specificity(similarity_scores(table)).iloc[0]
     # rows (A -> B): l0 wrong; columns (B -> A, the transpose of a symmetric measure): l2 wrong.
     assert (spec["n_correct"], spec["n_total"]) == (4, 6)
     dist = table.assign(method="procrustes_distance")
-    assert specificity(dist).iloc[0]["n_correct"] == 0  # lower = better: the diagonal 1.0 is now the worst
-    msti = more_similar_than_itself(pd.concat([table.assign(model_b="m_seed0")], ignore_index=True)).iloc[0]
-    assert msti["count"] == 1 and msti["offending_pairs"] == "l0>l2"
+    assert specificity(similarity_scores(dist)).iloc[0]["n_correct"] == 0  # lower = better: the diagonal is the worst
+    msti = more_similar_than_itself(similarity_scores(table.assign(model_b="m_seed0"))).set_index(["direction", "layer"])
+    assert msti["n_better"].sum() == 2
+    assert msti.loc[("column", "l2"), "better_layers"] == "l0"  # l0 scores 2.0 into l2, l2 itself 1.0
+    assert msti.loc[("row", "l0"), "better_layers"] == "l2"
 
 
 def test_bounded_indices_are_never_more_similar_than_themselves():
     table = _seed_tables(["linear_cka", "rbf_cka", "procrustes", "mean_cca"], n_seeds=1)
-    msti = more_similar_than_itself(table)
-    assert (msti["count"] == 0).all() and (msti["n_layers"] == 4).all()
+    msti = more_similar_than_itself(similarity_scores(table))
+    assert (msti["n_better"] == 0).all() and (msti["n_candidates"] == 3).all() and len(msti) == 4 * 2 * 4
 
 
 # --- pipeline stage functions ------------------------------------------------------------------
 
 
 def test_stage_functions_end_to_end(tmp_path):
-    from repmatch.similarity.stage import similarity_pair_stage
-    from repmatch.similarity.summary import similarity_aggregate_stage, similarity_figures_stage, similarity_sanity_stage
+    from repmatch.sanity import sanity_stage
+    from repmatch.similarity.stages import aggregate_stage, figures_stage, pair_stage
 
     ids = np.arange(100)
     caches = {}
     for s in range(2):
         caches[s] = write_cache(tmp_path / f"toy_seed{s}", _model(s), ids, {"model": f"toy_seed{s}"})
-    cfg = {**DEFAULT_CONFIG, "measures": ["linear_cka", "pwcca"], "minibatch_size": 25}
+    cfg = section_settings("similarity", {"measures": ["linear_cka", "pwcca"], "minibatch_size": 25})
+    log = job_logger("similarity", tmp_path / "log.txt")
     outs = []
     for a, b in [(0, 0), (0, 1), (1, 1)]:
         out = tmp_path / "pairs" / f"toy_seed{a}__toy_seed{b}.parquet"
-        similarity_pair_stage(caches[a], caches[b], f"toy_seed{a}", f"toy_seed{b}", cfg, "cpu", out, tmp_path / "log.txt")
+        pair_stage(cfg, "cpu", f"toy_seed{a}", f"toy_seed{b}", caches[a], caches[b], out, log)
         outs.append(out)
-    agg = similarity_aggregate_stage(outs, tmp_path / "similarity.parquet")
+    agg = aggregate_stage(outs, tmp_path / "similarity.parquet", log)
     assert len(agg) == 2 * 16 + 16 + 2 * 16 + 2 * 16  # 2 self pairs x 2 measures, cross: cka once, pwcca twice
-    spec, msti = similarity_sanity_stage(tmp_path / "similarity.parquet", tmp_path / "spec.csv", tmp_path / "self.csv",
-                                         cfg["measures"])
-    assert pd.read_csv(tmp_path / "spec.csv")["accuracy"].iloc[0] == 1.0
-    expected = [tmp_path / "fig" / f"{m}_{k}.{e}" for m in cfg["measures"] for k in ("pairs", "cross_seed") for e in ("png", "pdf")]
-    similarity_figures_stage(tmp_path / "similarity.parquet", tmp_path / "fig", cfg["measures"], expected)
-    assert all(p.stat().st_size > 1000 for p in expected)
+    outputs = {name: tmp_path / f"{name}.csv" for name in ("more_similar_than_itself", "more_similar_summary", "specificity")}
+    sanity_stage(section_settings("data", {"name": "mnist5k"}), {"similarity": tmp_path / "similarity.parquet"}, outputs, log)
+    assert pd.read_csv(outputs["specificity"])["accuracy"].iloc[0] == 1.0
+    expected = {f"{m}_{k}_{e}": tmp_path / "fig" / f"{m}_{k}.{e}" for m in cfg.measures for k in ("pairs", "cross_seed")
+                for e in ("png", "pdf")}  # fmt: skip
+    figures_stage(cfg, tmp_path / "similarity.parquet", expected, log)
+    assert all(p.stat().st_size > 1000 for p in expected.values())
     assert not list((tmp_path / "fig").glob(".*tmp"))  # nothing half-written left behind
     assert read_table(outs[1])["value"].notna().all()
 
 
 def test_pair_stage_refuses_mismatched_sample_order(tmp_path):
-    from repmatch.similarity.stage import similarity_pair_stage
+    from repmatch.similarity.stages import pair_stage
 
     a = write_cache(tmp_path / "toy_seed0", _model(0), np.arange(100))
     b = write_cache(tmp_path / "toy_seed1", _model(1), np.arange(100)[::-1])
     with pytest.raises(CacheError, match="different order"):
-        similarity_pair_stage(a, b, "toy_seed0", "toy_seed1", DEFAULT_CONFIG, "cpu", tmp_path / "out.parquet")
+        pair_stage(section_settings("similarity"), "cpu", "toy_seed0", "toy_seed1", a, b, tmp_path / "out.parquet",
+                   job_logger("similarity", None))  # fmt: skip
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_schema_defaults_match_library_defaults(repo_root):
-    schema = yaml.safe_load((repo_root / "config" / "schema.yaml").read_text())
-    props = schema["properties"]["similarity"]["properties"]
-    assert {k: v["default"] for k, v in props.items()} == DEFAULT_CONFIG
+def test_shipped_config_names_registered_measures(repo_root):
     shipped = yaml.safe_load((repo_root / "config.yaml").read_text())["similarity"]
-    assert set(shipped) <= set(props)
     assert set(shipped["measures"]) <= set(MEASURES)
+    assert set(section_settings("similarity").measures) <= set(MEASURES)

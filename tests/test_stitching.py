@@ -22,8 +22,7 @@ from repmatch.stitching import (
     stitching_pairs,
     to_rows,
 )
-from repmatch.stitching.analysis import accuracy_vs_layer_distance, more_similar_than_itself, summary_counts
-from repmatch.stitching.grid import StitchingConfig
+from repmatch.stitching.analysis import accuracy_vs_layer_distance
 from repmatch.stitching.scores import gaussian_whitener
 
 F64 = torch.float64
@@ -225,34 +224,26 @@ def test_mahalanobis_matches_naive_inverse():
 
 
 def test_stitching_pairs_selection():
+    from repmatch.settings import StitchPairSettings
+
     models = ["m_seed0", "m_seed1", "m_seed2"]
-    assert stitching_pairs(models, {"within": "first", "cross": "first"}) == ["m_seed0__m_seed0", "m_seed0__m_seed1"]
-    full = stitching_pairs(models, {"within": "all", "cross": "all"})
+    assert stitching_pairs(models, StitchPairSettings("first", "first")) == ["m_seed0__m_seed0", "m_seed0__m_seed1"]
+    full = stitching_pairs(models, StitchPairSettings("all", "all"))
     assert len(full) == 9 and len(set(full)) == 9
-    assert stitching_pairs(models, {"within": "none", "cross": "none"}) == []
-    with pytest.raises(ValueError, match="within and cross"):
-        stitching_pairs(models, {"within": "some"})
+    assert stitching_pairs(models, StitchPairSettings("none", "none")) == []
 
 
-def test_config_errors_are_named():
-    with pytest.raises(ValueError, match="subset of"):
-        StitchingConfig.from_mapping({"methods": ["dm", "tlm_typo"]})
-    with pytest.raises(ValueError, match="solver"):
-        StitchingConfig.from_mapping({"dm": {"solver": "svd"}})
-    cfg = StitchingConfig.from_mapping({"layers": None, "tlm": {"epochs": 2}}, model_layers=["conv1", "fc1"])
-    assert cfg.layers == ("conv1", "fc1") and cfg.tlm.epochs == 2 and cfg.tlm.lr == 1e-3
+def test_settings_errors_are_named():
+    from repmatch.settings import ConfigError, section_settings
 
-
-def test_schema_rejects_stitching_typos(repo_root):
-    import yaml
-
-    from repmatch.config import ConfigError, validate_config
-
-    cfg = yaml.safe_load((repo_root / "config.yaml").read_text())
-    validate_config(cfg)
-    cfg["stitching"]["tlm"]["epoch"] = 3
+    with pytest.raises(ConfigError, match="stitching.methods"):
+        section_settings("stitching", {"methods": ["dm", "tlm_typo"]})
+    with pytest.raises(ConfigError, match="stitching.dm.solver"):
+        section_settings("stitching", {"dm": {"solver": "svd"}})
     with pytest.raises(ConfigError, match="stitching.tlm"):
-        validate_config(cfg)
+        section_settings("stitching", {"tlm": {"epoch": 3}})
+    cfg = section_settings("stitching", {"tlm": {"epochs": 2}})
+    assert cfg.layers is None and cfg.tlm.epochs == 2 and cfg.tlm.lr > 0
 
 
 def _table(values: dict[str, np.ndarray], pair=("m0", "m0")) -> pd.DataFrame:
@@ -265,18 +256,10 @@ def _table(values: dict[str, np.ndarray], pair=("m0", "m0")) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method", "metric", "value"])
 
 
-def test_more_similar_than_itself_and_distance_curve():
+def test_distance_curve():
     tlm = np.array([[0.9, 0.8, 0.95], [0.91, 0.9, 0.7], [0.92, 0.5, 0.9]])
     dm = np.array([[0.9, 0.5, 0.2], [0.5, 0.9, 0.5], [0.2, 0.5, 0.9]])
     df = _table({"tlm": tlm, "dm": dm})
-    more = more_similar_than_itself(df).set_index(["method", "layer_b"])
-    assert more.loc[("tlm", "l0"), "n_more_similar"] == 2  # 0.91 and 0.92 beat 0.9
-    assert more.loc[("tlm", "l0"), "more_similar_layers"] == "l1;l2"
-    assert more.loc[("tlm", "l2"), "n_more_similar"] == 1
-    assert more.loc[("tlm", "l1"), "n_more_similar"] == 0
-    assert (more.xs("dm")["n_more_similar"] == 0).all()
-    summary = summary_counts(more.reset_index()).set_index("method")
-    assert summary.loc["tlm", "total"] == 3 and summary.loc["dm", "total"] == 0
     dist = accuracy_vs_layer_distance(df).set_index(["method", "distance"])
     for method, grid in (("tlm", tlm), ("dm", dm)):
         for d in range(-2, 3):
@@ -285,4 +268,4 @@ def test_more_similar_than_itself_and_distance_curve():
             assert dist.loc[(method, d), "n"] == len(cells)
     assert set(accuracy_vs_layer_distance(pd.concat([df, _table({"dm": dm}, ("m0", "m1"))]))["kind"]) == {"within", "cross"}
     with pytest.raises(ValueError, match="no rows for metric"):
-        more_similar_than_itself(df, metric="loss")
+        accuracy_vs_layer_distance(df, metric="loss")

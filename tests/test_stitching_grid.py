@@ -12,7 +12,6 @@ from repmatch.stitching import (
     Cell,
     Stitch,
     StitchedNet,
-    StitchingConfig,
     TLMConfig,
     evaluate_stitches,
     fit_direct,
@@ -23,6 +22,8 @@ from repmatch.stitching import (
 )
 from repmatch.stitching.grid import COLUMNS
 from repmatch.stitching.scores import METRICS
+from repmatch.logs import job_logger
+from repmatch.settings import section_settings
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -46,7 +47,7 @@ def _trained(small, seed: int, epochs: int):
     net = build_model("smallcnn", 10, 1, 28)
     train, test = small
     splits = SimpleNamespace(train=train, test=test)
-    train_model(net, splits, {"epochs": epochs, "batch_size": 32, "lr": 0.1}, seed, "cpu", progress=False)
+    train_model(net, splits, section_settings("train", {"epochs": epochs, "batch_size": 32, "lr": 0.1}), seed, "cpu", progress=False)
     return net.eval()
 
 
@@ -68,7 +69,7 @@ def test_identity_dm_stitch_reproduces_model_b(nets, small):
     train, test = small
     shapes = layer_shapes(net, (1, 28, 28))
     pairs = [(name, name) for name in net.layer_names]
-    maps, whiteners = fit_direct(net, net, pairs, shapes, shapes, train.x, StitchingConfig(batch_size=500), torch.device("cpu"))
+    maps, whiteners = fit_direct(net, net, pairs, shapes, shapes, train.x, section_settings("stitching", {"batch_size": 500}), torch.device("cpu"))
     stitches = {Cell("dm", la, lb): Stitch(shapes[la], shapes[lb]).set_affine(*maps[(la, lb)]) for la, lb in pairs}
     scores, base = evaluate_stitches(net, net, stitches, test.x, test.y, whiteners=whiteners)
     assert base["accuracy"] > 0.5, "the tiny fixture network did not learn"
@@ -88,7 +89,7 @@ def test_tlm_keeps_halves_frozen_and_improves_the_task_loss(nets, small):
     x, y = train.x[:512], train.y[:512]
     init, _ = evaluate_stitches(a, b, stitches, x, y)
     a.train(), b.train()  # training must force eval mode on the halves itself
-    history = train_stitches(a, b, stitches, x, y, TLMConfig(epochs=2, batch_size=64, lr=1e-2))
+    history = train_stitches(a, b, stitches, x, y, TLMConfig(epochs=2, batch_size=64, lr=1e-2, seed=0, max_stack=None))
     after, _ = evaluate_stitches(a, b, stitches, x, y)
     for cell in stitches:
         assert after[cell]["loss"] < init[cell]["loss"] - 0.1, cell
@@ -111,7 +112,7 @@ def test_stacked_training_equals_one_at_a_time(nets, small):
         g = torch.Generator().manual_seed(3)
         return {Cell("tlm", la, lb): Stitch(shapes[la], shapes[lb], g) for la, lb in cells}
 
-    cfg = TLMConfig(epochs=1, batch_size=64, lr=1e-3, seed=5)
+    cfg = TLMConfig(epochs=1, batch_size=64, lr=1e-3, seed=5, max_stack=None)
     stacked, single = fresh(), fresh()
     h1 = train_stitches(a, b, stacked, train.x[:256], train.y[:256], cfg, stacked=True)
     h2 = train_stitches(a, b, single, train.x[:256], train.y[:256], cfg, stacked=False)
@@ -139,17 +140,17 @@ def test_stitched_net_matches_grid_path(nets, small):
 
 
 def test_grid_table_and_stages(nets, small, tmp_path):
-    from repmatch.stitching.stages import aggregate_stage, analysis_stage, figures_stage
+    from repmatch.sanity import more_similar_than_itself, stitching_scores
+    from repmatch.stitching.stages import aggregate_stage, distance_stage, figures_stage
 
     a, b = _copy(nets[0]), _copy(nets[1])
     train, test = small
     train, test = train.subset(np.arange(0, 1000, 3)), test.subset(np.arange(0, 300, 2))
-    cfg = StitchingConfig.from_mapping(
-        {"layers": ["conv3", "conv5", "fc1"], "tlm": {"epochs": 1, "batch_size": 64, "lr": 0.01, "n_train": 200}}
-    )
+    cfg = section_settings("stitching", {"tlm": {"epochs": 1, "batch_size": 64, "lr": 0.01, "n_train": 200}})
+    layers = ["conv3", "conv5", "fc1"]
     tables = {
-        "within": stitch_pair(a, _copy(nets[0]), train, test, cfg, "cpu", ("m_seed0", "m_seed0")),
-        "cross": stitch_pair(a, b, train, test, cfg, "cpu", ("m_seed0", "m_seed1")),
+        "within": stitch_pair(a, _copy(nets[0]), train, test, cfg, layers, "cpu", ("m_seed0", "m_seed0")),
+        "cross": stitch_pair(a, b, train, test, cfg, layers, "cpu", ("m_seed0", "m_seed1")),
     }
     for df in tables.values():
         assert list(df.columns) == COLUMNS
@@ -166,20 +167,23 @@ def test_grid_table_and_stages(nets, small, tmp_path):
     for kind, df in tables.items():
         paths.append(tmp_path / f"{kind}.parquet")
         df.to_parquet(paths[-1])
-    agg = aggregate_stage(paths, tmp_path / "stitching.parquet")
+    log = job_logger("test", None)
+    agg = aggregate_stage(paths, tmp_path / "stitching.parquet", log)
     assert len(agg) == sum(len(t) for t in tables.values())
-    analysis_stage(tmp_path / "stitching.parquet", tmp_path / "more.csv", tmp_path / "dist.csv", tmp_path / "summary.csv")
-    more = pd.read_csv(tmp_path / "more.csv")
-    assert set(more["kind"]) == {"within", "cross"} and len(more) == 2 * 3 * 3
-    outputs = {f"{k}_{fmt}": tmp_path / "figs" / f"{k}.{fmt}" for k in ("within", "cross", "distance") for fmt in ("png", "pdf")}
-    written = figures_stage(tmp_path / "stitching.parquet", tmp_path / "dist.csv", outputs)
+    distance_stage(tmp_path / "stitching.parquet", tmp_path / "dist.csv", log)
+    more = more_similar_than_itself(stitching_scores(agg, len(test)))
+    # 2 model pairs x 3 methods x 2 metrics x 2 directions x 3 layers
+    assert set(more["kind"]) == {"within", "cross"} and len(more) == 2 * 3 * 2 * 2 * 3
+    names = ["within_accuracy_grids", "cross_accuracy_grids", "accuracy_vs_layer_distance"]
+    outputs = {f"{k}_{fmt}": tmp_path / "figs" / f"{k}.{fmt}" for k in names for fmt in ("png", "pdf")}
+    written = figures_stage(tmp_path / "stitching.parquet", tmp_path / "dist.csv", outputs, log)
     assert {str(p) for p in written} == {str(p) for p in outputs.values()}
     assert all(p.stat().st_size > 1000 for p in outputs.values())
 
     bad = tmp_path / "bad.parquet"
     within.drop(columns=["metric"]).to_parquet(bad)
     with pytest.raises(ValueError, match="lacks columns"):
-        aggregate_stage([bad], tmp_path / "x.parquet")
+        aggregate_stage([bad], tmp_path / "x.parquet", log)
 
 
 def test_pinv_solver_and_nan_checkpoint(nets, small):
@@ -187,7 +191,7 @@ def test_pinv_solver_and_nan_checkpoint(nets, small):
     train, test = small
     shapes = layer_shapes(net, (1, 28, 28))
     pairs = [("conv3", "conv3"), ("conv5", "conv4")]
-    cfg = StitchingConfig.from_mapping({"dm": {"solver": "pinv", "k": 20}})
+    cfg = section_settings("stitching", {"dm": {"solver": "pinv", "k": 20}})
     maps, _ = fit_direct(net, net, pairs, shapes, shapes, train.x, cfg, torch.device("cpu"))
     stitch = Stitch(shapes["conv3"], shapes["conv3"]).set_affine(*maps[("conv3", "conv3")])
     with torch.no_grad():
@@ -198,28 +202,29 @@ def test_pinv_solver_and_nan_checkpoint(nets, small):
         broken.blocks["conv2"][0].weight[0, 0, 0, 0] = float("nan")
     freeze(broken)
     with pytest.raises(FloatingPointError, match="NaN/Inf activations"):
-        fit_direct(broken, net, pairs, shapes, shapes, train.x[:100], StitchingConfig(), torch.device("cpu"))
+        fit_direct(broken, net, pairs, shapes, shapes, train.x[:100], section_settings("stitching"), torch.device("cpu"))
 
 
 def test_pair_stage_reads_checkpoints_and_writes_table(nets, tmp_path, repo_root):
     import yaml
 
-    from repmatch.pipeline import make_split
+    from repmatch.backbone.stages import split_stage
     from repmatch.stitching.stages import pair_stage
 
-    data_cfg = yaml.safe_load((repo_root / "config.yaml").read_text())["data"]
-    make_split(data_cfg, tmp_path / "split.json")
+    data = section_settings("data", yaml.safe_load((repo_root / "config.yaml").read_text())["data"])
+    log = job_logger("stitching", tmp_path / "log.txt")
+    split_stage(data, tmp_path / "split.json", log)
     meta = {"arch": "smallcnn", "num_classes": 10, "in_channels": 1, "image_size": 28, "dataset": "mnist5k"}
     for seed, net in enumerate(nets):
         save_checkpoint(net, tmp_path / f"s{seed}.pt", {**meta, "seed": seed})
-    cfg = {"layers": ["conv5", "fc1"], "methods": ["dm", "tlm"], "tlm": {"epochs": 1, "n_train": 256}, "batch_size": 500}
+    cfg = section_settings("stitching", {"methods": ["dm", "tlm"], "tlm": {"epochs": 1, "n_train": 256}, "batch_size": 500})
     out = tmp_path / "pairs" / "smallcnn_seed0__smallcnn_seed1.parquet"
-    pair_stage("smallcnn_seed0__smallcnn_seed1", data_cfg, cfg, "cpu", tmp_path / "split.json",
-               tmp_path / "s0.pt", tmp_path / "s1.pt", out, tmp_path / "log.txt", threads=1)
+    pair_stage(cfg, data, ["conv5", "fc1"], "cpu", "smallcnn_seed0", "smallcnn_seed1", tmp_path / "split.json",
+               tmp_path / "s0.pt", tmp_path / "s1.pt", out, log)
     df = pd.read_parquet(out)
     assert set(df["model_a"]) == {"smallcnn_seed0"} and set(df["model_b"]) == {"smallcnn_seed1"}
     assert set(df["method"]) == {"dm", "tlm"} and len(df[df["metric"] == "accuracy"]) == 2 * 4
     assert "stitching smallcnn_seed0 -> smallcnn_seed1" in (tmp_path / "log.txt").read_text()
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        pair_stage("smallcnn_seed0__smallcnn_seed1", data_cfg, cfg, "cpu", tmp_path / "split.json",
-                   tmp_path / "missing.pt", tmp_path / "s1.pt", tmp_path / "o.parquet")
+        pair_stage(cfg, data, ["conv5", "fc1"], "cpu", "smallcnn_seed0", "smallcnn_seed1", tmp_path / "split.json",
+                   tmp_path / "missing.pt", tmp_path / "s1.pt", tmp_path / "o.parquet", log)

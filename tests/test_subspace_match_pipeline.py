@@ -8,18 +8,24 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from repmatch.backbone.activations import CacheError, write_cache
-from repmatch.config import ConfigError, load_config, validate_config
 from repmatch.io import read_table
+from repmatch.logs import job_logger
+from repmatch.settings import ConfigError, load_settings, section_settings
 from repmatch.subspace_match.compare import compare_layers, layer_pairs
-from repmatch.subspace_match.plotting import subspace_figures_stage
+from repmatch.subspace_match.pairs import subspace_pairs
 from repmatch.subspace_match.sampling import align_spatial, draw_coordinates, gather_neuron_vectors, n_coordinates
-from repmatch.subspace_match.stage import model_pairs, settings, subspace_aggregate_stage, subspace_pair_stage
-from repmatch.subspace_match.tables import MATCH_COLUMNS, SIMPLE_COLUMNS
+from repmatch.subspace_match.stages import aggregate_stage, figures_stage, pair_stage
+from repmatch.tables import COLUMNS, TIDY_COLUMNS
 
-CONTRACT = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method", "value"]
+CONTRACT = TIDY_COLUMNS
+MATCH_COLUMNS, SIMPLE_COLUMNS = COLUMNS["subspace_match"], COLUMNS["subspace_simple"]
+LOG = job_logger("subspace", None)
+
+
+def _settings(**values):
+    return section_settings("subspace_match", values)
 
 
 def relu_maps(rng: np.random.Generator, n: int = 40, c: int = 6, h: int = 5, w: int = 5) -> np.ndarray:
@@ -76,7 +82,7 @@ def test_permuted_rescaled_channels_match_fully_with_singleton_simple_matches():
     a = relu_maps(rng)
     perm = rng.permutation(6)
     b = a[:, perm] * rng.uniform(0.5, 2.0, size=(1, 6, 1, 1)).astype(np.float32)
-    res = compare_layers(a, b, [0.15, 0.3], n_coords=300, repeats=3, simple_eps=0.15, seed=0, key="x")
+    res = compare_layers(a, b, _settings(eps=[0.15, 0.3], n_coords=300, repeats=3, simple_eps=0.15, seed=0), key="x")
     assert res.repeats == 3 and res.n_coords == 300
     assert all(v == 1.0 for v in res.similarity[0.15]) and max(res.whole_layer_eps) < 1e-5
     assert len(res.simple) == 6 and {r for r, _ in res.simple} == {0}  # simple matches on the first draw only
@@ -86,10 +92,10 @@ def test_permuted_rescaled_channels_match_fully_with_singleton_simple_matches():
 def test_independent_layers_do_not_match_and_float32_is_available():
     rng = np.random.default_rng(2)
     a, b = relu_maps(rng), relu_maps(rng)
-    res = compare_layers(a, b, [0.15, 0.5], n_coords=500, repeats=2, dtype=torch.float32)
+    res = compare_layers(a, b, _settings(eps=[0.15, 0.5], n_coords=500, repeats=2, dtype="float32"))
     assert res.similarity[0.15] == [0.0, 0.0]
     with pytest.raises(ValueError, match="probe inputs"):
-        compare_layers(a, b[:10], [0.2], n_coords=100, repeats=1)
+        compare_layers(a, b[:10], _settings(eps=[0.2], n_coords=100, repeats=1))
 
 
 def test_layer_pair_modes():
@@ -103,11 +109,11 @@ def test_layer_pair_modes():
 
 def test_model_pairs_and_settings():
     models = ["cnn_seed0", "cnn_seed1", "cnn_seed2"]
-    assert model_pairs(models) == ["cnn_seed0__cnn_seed1", "cnn_seed0__cnn_seed2", "cnn_seed1__cnn_seed2"]
-    assert len(model_pairs(models, within_network=True)) == 6
-    assert settings(None)["eps"] == [0.15, 0.2, 0.25, 0.3, 0.5]
-    with pytest.raises(KeyError, match="repeets"):
-        settings({"repeets": 3})
+    assert subspace_pairs(models, False) == ["cnn_seed0__cnn_seed1", "cnn_seed0__cnn_seed2", "cnn_seed1__cnn_seed2"]
+    assert len(subspace_pairs(models, within_network=True)) == 6
+    assert _settings().eps == (0.15, 0.2, 0.25, 0.3, 0.5)
+    with pytest.raises(ConfigError, match="repeets"):
+        _settings(repeets=3)
 
 
 # ---------------------------------------------------------------- the pair job, aggregation, figures
@@ -130,9 +136,10 @@ def caches(tmp_path):
 
 def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
     a, b, _ = caches
-    cfg = {"eps": [0.15, 0.5], "n_coords": 200, "repeats": 2, "simple_eps": 0.15}
+    cfg = _settings(eps=[0.15, 0.5], n_coords=200, repeats=2, simple_eps=0.15)
     out = tmp_path / "out"
-    match, simple = subspace_pair_stage("net_seed0__net_seed1", a, b, cfg, "cpu", out / "p.parquet", out / "p.simple.parquet", out / "p.log")
+    log = job_logger("subspace", out / "p.log")
+    match, simple = pair_stage(cfg, "cpu", "net_seed0", "net_seed1", a, b, out / "p.parquet", out / "p.simple.parquet", log)
     stored = read_table(out / "p.parquet")
     assert list(stored.columns) == MATCH_COLUMNS and set(CONTRACT) <= set(stored.columns)
     assert set(stored["method"]) == {"maximum_match", "whole_layer_match"}
@@ -150,13 +157,15 @@ def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
     # aggregation of two pair tables (one with no simple matches) keeps every row and column
     empty = out / "empty.simple.parquet"
     simple.iloc[0:0].to_parquet(empty)
-    subspace_aggregate_stage([out / "p.parquet", out / "p.parquet"], [out / "p.simple.parquet", empty], out / "all.parquet", out / "all_simple.parquet")
+    aggregate_stage([out / "p.parquet", out / "p.parquet"], [out / "p.simple.parquet", empty], out / "all.parquet",
+                    out / "all_simple.parquet", LOG)
     assert len(read_table(out / "all.parquet")) == 2 * len(match)
     assert len(read_table(out / "all_simple.parquet")) == len(simple)
     # figures: PNG + PDF, also when there are no simple matches at all
     figs = tmp_path / "figs"
-    subspace_figures_stage(out / "all.parquet", out / "all_simple.parquet", str(figs / "eps.png"), str(figs / "sizes.png"))
-    subspace_figures_stage(out / "all.parquet", empty, str(figs / "eps2.png"), str(figs / "sizes2.png"))
+    figures_stage(out / "all.parquet", out / "all_simple.parquet",
+                  {"max_match_vs_eps_png": figs / "eps.png", "simple_match_sizes_png": figs / "sizes.png"}, LOG)
+    figures_stage(out / "all.parquet", empty, {"max_match_vs_eps_png": figs / "eps2.png", "simple_match_sizes_png": figs / "sizes2.png"}, LOG)
     for stem in ("eps", "sizes", "eps2", "sizes2"):
         for ext in ("png", "pdf"):
             assert (figs / f"{stem}.{ext}").stat().st_size > 1000
@@ -164,8 +173,8 @@ def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
 
 def test_pair_job_all_layer_pairs_within_network(tmp_path, caches):
     a, _, _ = caches
-    cfg = {"eps": [0.2], "n_coords": 100, "repeats": 1, "simple_eps": None, "layer_pairs": "all"}
-    match, simple = subspace_pair_stage("net_seed0__net_seed0", a, a, cfg, "cpu", tmp_path / "t.parquet", tmp_path / "s.parquet")
+    cfg = _settings(eps=[0.2], n_coords=100, repeats=1, simple_eps=None, layer_pairs="all")
+    match, simple = pair_stage(cfg, "cpu", "net_seed0", "net_seed0", a, a, tmp_path / "t.parquet", tmp_path / "s.parquet", LOG)
     pairs = match[["layer_a", "layer_b"]].drop_duplicates().values.tolist()
     assert len(pairs) == 6  # upper triangle of 3 layers: the job is symmetric within one network
     diag = match[(match["method"] == "maximum_match") & (match["layer_a"] == match["layer_b"])]
@@ -175,25 +184,26 @@ def test_pair_job_all_layer_pairs_within_network(tmp_path, caches):
 def test_pair_job_refuses_mismatched_probe_order_and_bad_config(tmp_path, caches):
     a, _, shuffled = caches
     with pytest.raises(CacheError, match="different order"):
-        subspace_pair_stage("x_seed0__x_seed2", a, shuffled, {}, "cpu", tmp_path / "t.parquet", tmp_path / "s.parquet")
-    with pytest.raises(KeyError, match="n_cords"):
-        subspace_pair_stage("x_seed0__x_seed0", a, a, {"n_cords": 5}, "cpu", tmp_path / "t.parquet", tmp_path / "s.parquet")
+        pair_stage(_settings(), "cpu", "x_seed0", "x_seed2", a, shuffled, tmp_path / "t.parquet", tmp_path / "s.parquet", LOG)
+    with pytest.raises(ConfigError, match="n_cords"):
+        _settings(n_cords=5)
     assert not (tmp_path / "t.parquet").exists()  # nothing half-written looks finished
 
 
 def test_config_section_is_validated(repo_root):
-    cfg = load_config(repo_root / "config.yaml")
-    sub = cfg["subspace_match"]
-    assert sub["eps"] == [0.15, 0.2, 0.25, 0.3, 0.5] and sub["layer_pairs"] == "corresponding"
-    assert set(sub) == set(settings(None))  # schema and library defaults describe the same keys
+    import yaml
+
+    cfg = yaml.safe_load((repo_root / "config.yaml").read_text())
+    sub = load_settings(cfg).subspace_match
+    assert sub.eps == (0.15, 0.2, 0.25, 0.3, 0.5) and sub.layer_pairs == "corresponding"
     bad = copy.deepcopy(cfg)
     bad["subspace_match"]["repeets"] = 3
     with pytest.raises(ConfigError, match="repeets"):
-        validate_config(bad)
+        load_settings(bad)
     bad = copy.deepcopy(cfg)
     bad["subspace_match"]["layer_pairs"] = "diagonal"
     with pytest.raises(ConfigError, match="diagonal"):
-        validate_config(bad)
+        load_settings(bad)
 
 
 def test_tables_are_tidy_long_format():
