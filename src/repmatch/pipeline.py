@@ -13,6 +13,7 @@ from .data import Splits, check_split, load_splits
 from .device import resolve_device
 from .io import read_json, write_json
 from .logs import job_logger
+from .split_check import check_split_file
 from .models import load_checkpoint, save_checkpoint, select_layers
 from .naming import parse_model_id
 from .training import train_new_model
@@ -29,8 +30,9 @@ def make_split(data_cfg: Mapping[str, Any], out_json: PathLike) -> Splits:
 
 def load_recorded_split(data_cfg: Mapping[str, Any], split_json: PathLike) -> Splits:
     """Load the dataset and check it is exactly the split recorded earlier in the pipeline."""
+    record = check_split_file(split_json)  # a corrupt file fails naming itself, before the data is loaded
     splits = load_splits(data_cfg)
-    check_split(splits, read_json(split_json))
+    check_split(splits, record)
     return splits
 
 
@@ -48,7 +50,7 @@ def train_stage(
     metrics.update({"model": model, "arch": arch, "layers": net.layer_names})
     meta = {"arch": arch, "seed": seed, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
             "image_size": splits.image_size, "dataset": splits.name}
-    save_checkpoint(net.cpu(), checkpoint, meta)
+    metrics["checkpoint_sha256"] = save_checkpoint(net.cpu(), checkpoint, meta)
     write_json(metrics, metrics_json)
     log.info("%s: test accuracy %.4f after %d epochs (%.1f s)", model, metrics["test_accuracy"], metrics["epochs"], metrics["train_seconds"])
     return metrics
