@@ -248,11 +248,10 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
 def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> str:
     """Write ``data`` to ``path`` atomically (fsynced before the rename); return its sha256."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     return hashlib.sha256(data).hexdigest()
 
 

@@ -11,11 +11,11 @@ from typing import Any
 from .activations import extract_activations, write_cache
 from .data import Splits, check_split, load_splits
 from .device import resolve_device
-from .io import read_json, write_json
+from .io import write_json
 from .logs import job_logger
-from .split_check import check_split_file
 from .models import load_checkpoint, save_checkpoint, select_layers
 from .naming import parse_model_id
+from .split_check import check_split_file
 from .training import train_new_model
 
 PathLike = str | os.PathLike[str]
