@@ -131,54 +131,37 @@ _CAUSES = {
 _SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")  # numpy's tofile/np.save on a full disk
 
 
-class ExplainedIOError(OSError):
-    """Marker base: this I/O error already names the file and the cause."""
-
-
-def _free_bytes(path: Path) -> int | None:
-    for p in (path, *path.parents):
-        try:
-            st = os.statvfs(p)
-        except OSError:
-            continue
-        return st.f_bavail * st.f_frsize
-    return None
-
-
 def explain_os_error(err: OSError, path: str | os.PathLike[str], action: str = "writing") -> OSError:
     """An ``OSError`` of the same errno whose message names ``path`` and the cause in words.
 
     E.g. ``[Errno 28] disk full while writing results/activations/m (No space left on device:
-    '.../.m.k3j2h1g0.tmp/conv1.npy'; 0 bytes free there)``. A short write without an errno
-    (numpy) is reported as disk full when the file system has (almost) no space left.
+    '.../.m.k3j2h1g0.tmp/conv1.npy'); free some space ...``. numpy's short write without an
+    errno (``2508800 requested and 1630176 written``) is reported as disk full, errno ENOSPC.
     Errors that are already explained, or whose cause is not an output problem (e.g. a missing
     input), are returned unchanged.
     """
     if getattr(err, "repmatch_explained", False):
         return err
     path = Path(path)
-    cause = _CAUSES.get(err.errno) if err.errno is not None else None
-    if cause is None and err.errno is None and _SHORT_WRITE.search(str(err)):
-        free = _free_bytes(path.parent)
-        cause = "disk full" if free is not None and free < (1 << 20) else "short write"
+    code = err.errno
+    cause = _CAUSES.get(code) if code is not None else None
+    if cause is None and code is None and _SHORT_WRITE.search(str(err)):
+        # numpy's bare short write: on a local disk the write stopped because space ran out.
+        code, cause = _errno.ENOSPC, "disk full (or quota exceeded)"
     if cause is None:
         return err
     detail = err.strerror or str(err)
     if err.filename is not None and Path(err.filename) != path:
         detail += f": {err.filename!r}"
-    if cause in ("disk full", "disk quota exceeded", "short write"):
-        free = _free_bytes(path.parent)
-        if free is not None:
-            detail += f"; {free} bytes free there"
-    if cause == "disk full" or cause == "disk quota exceeded":
-        hint = "free some space (or point the results elsewhere) and rerun"
-    elif cause == "read-only file system":
+    if code in (_errno.ENOSPC, _errno.EDQUOT, _errno.EFBIG):
+        hint = "free some space (or point the results elsewhere) and rerun; the partial output was removed"
+    elif code == _errno.EROFS:
         hint = "the results folder must be on a writable file system"
-    elif cause in ("permission denied", "operation not permitted"):
+    elif code in (_errno.EACCES, _errno.EPERM):
         hint = "check the owner and permissions of the folder"
     else:
         hint = "rerun; if it persists, check the storage"
-    new = OSError(err.errno if err.errno is not None else _errno.EIO, f"{cause} while {action} {path} ({detail}); {hint}")
+    new = OSError(code, f"{cause} while {action} {path} ({detail}); {hint}")
     new.repmatch_explained = True  # type: ignore[attr-defined]
     return new
 
