@@ -446,3 +446,19 @@ def test_the_stages_check_the_split_file_before_loading_any_data(good_split, mon
     monkeypatch.setattr(pipeline, "load_splits", lambda cfg: pytest.fail("data loaded before the split file was checked"))
     with pytest.raises(SplitFileError, match=str(path)):
         pipeline.load_recorded_split({"name": "mnist5k"}, path)
+
+
+def test_train_stage_records_the_checkpoint_sha256_in_metrics(tmp_path, monkeypatch):
+    """metrics.json carries the sha256 of the checkpoint file next to it, verified by load_checkpoint."""
+    from repmatch import pipeline
+
+    data_cfg = {"name": "mnist5k", "split_seed": 0, "n_test": 500, "n_probe": 50}
+    split = tmp_path / "split.json"
+    pipeline.make_split(data_cfg, split)
+    fake = {"test_accuracy": 0.1, "train_accuracy": 0.1, "epochs": 0, "train_seconds": 0.0}
+    monkeypatch.setattr(pipeline, "train_new_model", lambda arch, splits, cfg, seed, device: (_seeded_model(), dict(fake)))
+    ckpt, metrics_json = tmp_path / "models" / "smallcnn_seed0" / "checkpoint.pt", tmp_path / "models" / "smallcnn_seed0" / "metrics.json"
+    pipeline.train_stage("smallcnn_seed0", data_cfg, {"epochs": 1}, "cpu", split, ckpt, metrics_json)
+    recorded = json.loads(metrics_json.read_text())["checkpoint_sha256"]
+    assert recorded == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    load_checkpoint(ckpt, expected_sha256=recorded)
