@@ -17,6 +17,7 @@ import textwrap
 import time
 import zipfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -329,6 +330,17 @@ def test_numpys_bare_short_write_is_reported_as_disk_full(tmp_path, monkeypatch)
     with pytest.raises(OSError, match=rf"disk full .*while writing {out} \(2508800 requested and 1630176 written\)") as info:
         rio.write_json({"a": 1}, out)
     assert info.value.errno == errno.ENOSPC
+
+
+def test_an_unreadable_input_is_named_as_such_not_as_the_output(tmp_path):
+    src = tmp_path / "input.bin"
+
+    def failing_read(self, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    with pytest.raises(PermissionError, match=rf"permission denied while making {tmp_path / 'out.txt'}, on {src},"), \
+            mock.patch.object(Path, "read_bytes", failing_read), rio.atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_bytes(src.read_bytes())
 
 
 def test_unrelated_errors_pass_through_unchanged(tmp_path):

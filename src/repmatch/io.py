@@ -153,6 +153,8 @@ def explain_os_error(err: OSError, path: str | os.PathLike[str], action: str = "
     detail = err.strerror or str(err)
     if err.filename is not None and Path(err.filename) != path:
         detail += f": {err.filename!r}"
+        if not _concerns(path, Path(err.filename)):  # e.g. an input that cannot be read
+            action = f"making {path}, on {err.filename},"
     if code in (_errno.ENOSPC, _errno.EDQUOT, _errno.EFBIG):
         hint = "free some space (or point the results elsewhere) and rerun; the partial output was removed"
     elif code == _errno.EROFS:
@@ -164,6 +166,14 @@ def explain_os_error(err: OSError, path: str | os.PathLike[str], action: str = "
     new = OSError(code, f"{cause} while {action} {path} ({detail}); {hint}")
     new.repmatch_explained = True  # type: ignore[attr-defined]
     return new
+
+
+def _concerns(final: Path, filename: Path) -> bool:
+    """Whether ``filename`` is ``final``, inside it, or a temp name of it (or inside one)."""
+    for candidate in (filename, *filename.parents):
+        if candidate == final or is_temp_of(candidate, final):
+            return True
+    return False
 
 
 @contextlib.contextmanager
