@@ -5,6 +5,7 @@ rule activations:
     input:
         split=paths.split(),
         checkpoint=paths.checkpoint("{model}"),
+        metrics=paths.metrics("{model}"),  # the checkpoint's recorded sha256
     output:
         directory(paths.activations("{model}")),
     params:

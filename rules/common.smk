@@ -19,11 +19,14 @@ from repmatch import paths  # noqa: E402
 from repmatch.backbone.pairs import models  # noqa: E402
 from repmatch.naming import parse_pair_id  # noqa: E402
 from repmatch.settings import load_settings  # noqa: E402
+from repmatch.split_check import check_split_file  # noqa: E402
 from repmatch.similarity.pairs import similarity_pairs  # noqa: E402
 from repmatch.stitching.pairs import pair_kinds, stitching_layers, stitching_pairs  # noqa: E402
 from repmatch.subspace_match.pairs import subspace_pairs  # noqa: E402
 
 SETTINGS = load_settings(config)  # raises ConfigError naming the key
+if Path(paths.split()).exists():  # a corrupt split fails here, before Snakemake invalidates what depends on it
+    check_split_file(paths.split())
 config.update(SETTINGS.to_config())  # the report and the jobs see every default filled in
 
 MODELS = models(SETTINGS)
@@ -52,8 +55,9 @@ def pair_activations(wildcards):
 
 
 def pair_checkpoints(wildcards):
+    """Both checkpoints of a pair, and the metrics holding their recorded sha256."""
     a, b = parse_pair_id(wildcards.pair)
-    return {"a": paths.checkpoint(a), "b": paths.checkpoint(b)}
+    return {"a": paths.checkpoint(a), "b": paths.checkpoint(b), "metrics_a": paths.metrics(a), "metrics_b": paths.metrics(b)}
 
 
 def figure_outputs(folder, names, caption, category):

@@ -6,4 +6,4 @@ from repmatch.jobs import snakemake_job
 with snakemake_job(snakemake) as job:  # noqa: F821
     s = job.settings
     activations_stage(job.wildcards.model, s.data, s.model, s.activations, s.device, job.input.split,
-                      job.input.checkpoint, job.output[0], job.log)  # fmt: skip
+                      job.input.checkpoint, job.input.metrics, job.output[0], job.log)  # fmt: skip

@@ -202,8 +202,9 @@ def check_split(splits: Splits, record: Mapping[str, Any]) -> None:
 
 def load_recorded_split(data: DataSettings, split_json: str | os.PathLike[str]) -> Splits:
     """Load the dataset and check it is exactly the split recorded earlier in the pipeline."""
-    from .io import read_json
+    from .split_check import check_split_file
 
+    record = check_split_file(split_json)  # a corrupt file fails naming itself, before the data is loaded
     splits = load_splits(data)
-    check_split(splits, read_json(split_json))
+    check_split(splits, record)
     return splits

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .logs import job_logger
+from .logs import job_log
 from .settings import Settings, load_settings
 
 
@@ -45,13 +45,7 @@ class Job:
 
 @contextlib.contextmanager
 def snakemake_job(smk: Any) -> Iterator[Job]:
-    """Settings + a logger writing to the job's log; an uncaught exception is logged with its traceback."""
-    log = job_logger(smk.rule, smk.log[0] if len(smk.log) else None)
-    try:
+    """Settings + a logger writing to the job's log; an uncaught exception is logged there
+    with its traceback (:func:`repmatch.logs.job_log`), then re-raised."""
+    with job_log(smk.rule, smk.log[0] if len(smk.log) else None) as log:
         yield Job(load_settings(smk.config, check=False), log, smk)
-    except BaseException as err:
-        log.error("%s failed: %s: %s", smk.rule, type(err).__name__, err, exc_info=True)
-        raise
-    finally:
-        for handler in log.handlers:
-            handler.flush()

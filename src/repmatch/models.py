@@ -164,23 +164,23 @@ def select_layers(model: StitchableNet, wanted: str | Sequence[str]) -> list[str
     return [n for n in model.layer_names if n in set(wanted)]
 
 
-def save_checkpoint(model: StitchableNet, path: str | Path, meta: dict) -> None:
-    """Save weights with what is needed to rebuild the network (atomic)."""
-    from .io import atomic_path
+def save_checkpoint(model: StitchableNet, path: str | Path, meta: dict) -> str:
+    """Save weights with what is needed to rebuild the network (atomic, from an in-memory
+    buffer so the same weights give the same bytes); return the file's sha256."""
+    from .io import save_torch
 
-    with atomic_path(path) as tmp:
-        torch.save({"meta": meta, "state_dict": model.state_dict()}, tmp)
+    return save_torch({"meta": meta, "state_dict": model.state_dict()}, path)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> StitchableNet:
-    """Rebuild a trained network in eval mode (BatchNorm statistics fixed)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; run the 'train' rule for this model")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # torch raises several types for a truncated or corrupt file
-        raise RuntimeError(f"checkpoint {path} is unreadable or corrupt ({err}); delete it and retrain") from err
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expected_sha256: str | None = None) -> StitchableNet:
+    """Rebuild a trained network in eval mode (BatchNorm statistics fixed).
+
+    The file's zip CRCs are always checked, and its sha256 when ``expected_sha256`` (from the
+    model's ``metrics.json``) is given: a corrupt checkpoint fails naming the file.
+    """
+    from .io import load_torch
+
+    ckpt = load_torch(path, expected_sha256, map_location=device)
     meta = ckpt["meta"]
     model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"], meta["image_size"])
     model.load_state_dict(ckpt["state_dict"])
@@ -189,3 +189,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Sti
 
 def checkpoint_meta(path: str | Path) -> dict:
     return torch.load(Path(path), map_location="cpu", weights_only=True)["meta"]
+
+
+def load_trained(checkpoint: str | Path, metrics_json: str | Path, device: torch.device | str = "cpu") -> StitchableNet:
+    """A network trained by the pipeline, verified against the sha256 its train job recorded."""
+    from .io import read_json
+
+    return load_checkpoint(checkpoint, device, expected_sha256=read_json(metrics_json).get("checkpoint_sha256"))

@@ -12,7 +12,7 @@ from typing import Any
 from ..data import Splits, load_recorded_split, load_splits
 from ..device import resolve_device
 from ..io import write_json, write_table
-from ..models import load_checkpoint, save_checkpoint, select_layers
+from ..models import load_trained, save_checkpoint, select_layers
 from ..naming import parse_model_id
 from ..settings import ActivationSettings, DataSettings, ModelSettings, TrainSettings
 
@@ -42,7 +42,7 @@ def train_stage(
     metrics.update({"model": model, "arch": arch, "layers": net.layer_names})
     meta = {"arch": arch, "seed": seed, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
             "image_size": splits.image_size, "dataset": splits.name}  # fmt: skip
-    save_checkpoint(net.cpu(), checkpoint, meta)
+    metrics["checkpoint_sha256"] = save_checkpoint(net.cpu(), checkpoint, meta)
     write_json(metrics, metrics_json)
     log.info("%s: test accuracy %.4f after %d epochs (%.1f s)", model, metrics["test_accuracy"], metrics["epochs"], metrics["train_seconds"])
     return metrics
@@ -50,14 +50,14 @@ def train_stage(
 
 def activations_stage(
     model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings, device_spec: str,
-    split_json: PathLike, checkpoint: PathLike, out_dir: PathLike, log: logging.Logger,
+    split_json: PathLike, checkpoint: PathLike, metrics_json: PathLike, out_dir: PathLike, log: logging.Logger,
 ) -> Path:  # fmt: skip
     """Cache the probe-set activations of the configured layers of one trained network."""
     from .activations import extract_activations, write_cache
 
     splits = load_recorded_split(data, split_json)
     device = resolve_device(device_spec)
-    net = load_checkpoint(checkpoint, device)
+    net = load_trained(checkpoint, metrics_json, device)
     layers = select_layers(net, model_settings.layers)
     acts = extract_activations(net, splits.probe.x, layers, activations.batch_size, device, activations.dtype)
     meta = {"model": model, "checkpoint": str(checkpoint), "dataset": splits.name, "split_fingerprint": splits.fingerprint}

@@ -19,20 +19,21 @@ PathLike = str | os.PathLike[str]
 
 def pair_stage(
     settings: StitchingSettings, data: DataSettings, layers: Sequence[str], device_spec: str, model_a: str, model_b: str,
-    split_json: PathLike, checkpoint_a: PathLike, checkpoint_b: PathLike, out: PathLike, log: logging.Logger,
+    split_json: PathLike, checkpoints: tuple[PathLike, PathLike], metrics: tuple[PathLike, PathLike], out: PathLike,
+    log: logging.Logger,
 ) -> pd.DataFrame:  # fmt: skip
     """The whole stitching grid of one ordered model pair, as one tidy table."""
     import torch
 
     from ..data import load_recorded_split
     from ..device import resolve_device
-    from ..models import load_checkpoint
+    from ..models import load_trained
     from .grid import stitch_pair
 
     torch.set_num_threads(settings.threads)
     splits = load_recorded_split(data, split_json)
     device = resolve_device(device_spec)
-    net_a, net_b = load_checkpoint(checkpoint_a, device), load_checkpoint(checkpoint_b, device)
+    net_a, net_b = (load_trained(c, m, device) for c, m in zip(checkpoints, metrics))
     log.info("stitching %s -> %s on %s (%d train / %d test samples, methods %s)",
              model_a, model_b, device, len(splits.train), len(splits.test), ",".join(settings.methods))
     table = stitch_pair(net_a, net_b, splits.train, splits.test, settings, layers, device, (model_a, model_b), log)
