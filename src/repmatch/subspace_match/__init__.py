@@ -2,10 +2,13 @@
 
 Pure maths on neuron vectors (coordinates × neurons) lives in :mod:`.linalg`, :mod:`.maximum`
 and :mod:`.simple`; :mod:`.sampling` turns cached activations into neuron vectors (random
-coordinate draws for conv channels); :mod:`.compare` runs one layer pair over the ε sweep and
+coordinate draws for conv channels); :mod:`.exact` enumerates every simple match; :mod:`.chance`
+gives the chance level (A against coordinate-permuted B); :mod:`.compare` runs one layer pair over the ε sweep and
 the repeats; :mod:`.tables`, :mod:`.stage` and :mod:`.plotting` are the pipeline edges.
 """
 
+from .chance import ChanceLevel, chance_from_sweep, chance_level, coordinate_permutations
+from .exact import ExactSearch
 from .linalg import orthonormal_basis, relative_residuals
 from .maximum import (
     MatchProblem,
@@ -16,9 +19,15 @@ from .maximum import (
     maximum_match_sweep,
     whole_layer_epsilon,
 )
-from .simple import SimpleMatch, simple_matches, v_minimal_match
+from .simple import SimpleMatch, SimpleMatches, simple_matches, v_minimal_match
 
 __all__ = [
+    "ChanceLevel",
+    "ExactSearch",
+    "SimpleMatches",
+    "chance_from_sweep",
+    "chance_level",
+    "coordinate_permutations",
     "MatchProblem",
     "MaximumMatch",
     "SimpleMatch",
