@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .chance import chance_from_sweep
 from .maximum import check_eps, maximum_match_sweep
 from .sampling import align_spatial, draw_coordinates, gather_neuron_vectors, n_coordinates
-from .simple import SimpleMatch, simple_matches_in
+from .simple import DEFAULT_BUDGET, MODES, SimpleMatch, simple_matches_in
 
 
 @dataclass
@@ -30,6 +31,13 @@ class LayerPairResult:
     live_b: list[int] = field(default_factory=list)
     simple_eps: float | None = None
     simple: list[tuple[int, SimpleMatch]] = field(default_factory=list)
+    simple_mode: str = "greedy"
+    simple_complete: list[bool] = field(default_factory=list)  # per repeat with simple matches
+    simple_fixed_points: list[int] = field(default_factory=list)  # exact-search work, per repeat
+    chance_permutations: int = 0
+    # chance level: one entry per (repeat, permutation), repeat-major
+    chance_similarity: dict[float, list[float]] = field(default_factory=dict)
+    chance_whole_layer_eps: list[float] = field(default_factory=list)
 
     @property
     def repeats(self) -> int:
@@ -48,14 +56,29 @@ def compare_layers(
     key: str = "",
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,
+    *,
+    simple_mode: str = "greedy",
+    simple_budget: int | None = DEFAULT_BUDGET,
+    chance_permutations: int = 0,
+    chance_seed: int = 0,
 ) -> LayerPairResult:
     """Subspace match of two layers' cached activations ((n, d) or (n, C, H, W), same n).
 
     Each repeat draws D coordinates (conv layers with more than D; all of them otherwise, and
     then there is a single repeat), builds the neuron vectors of both layers on ``device``,
     and sweeps ε. Simple matches are computed at ``simple_eps`` on the first
-    ``simple_repeats`` draws only: they cost far more than the maximum match.
+    ``simple_repeats`` draws only: they cost far more than the maximum match. ``simple_mode``
+    ``"exact"`` lists every simple match (within ``simple_budget`` fixed points per draw,
+    ``simple_complete`` says whether it finished), ``"greedy"`` the authors' one per neuron.
+
+    ``chance_permutations`` > 0 adds the chance level of every draw: the same sweep of A against
+    that many coordinate permutations of B (:mod:`.chance`), reusing the sweep's bases; the
+    permutations depend on ``chance_seed`` and the draw number only.
     """
+    if simple_mode not in MODES:
+        raise ValueError(f"simple-match mode must be one of {MODES}, got {simple_mode!r}")
+    if chance_permutations < 0:
+        raise ValueError(f"chance_permutations must be ≥ 0, got {chance_permutations}")
     eps_list = sorted({check_eps(e) for e in eps_values})
     if simple_eps is not None:
         simple_eps = check_eps(simple_eps)
@@ -64,12 +87,14 @@ def compare_layers(
     result = LayerPairResult(
         eps=eps_list, n_coords=len(draws[0]), d_a=int(a.shape[1]), d_b=int(b.shape[1]), simple_eps=simple_eps,
         similarity={e: [] for e in eps_list}, matched_a={e: [] for e in eps_list}, matched_b={e: [] for e in eps_list},
+        simple_mode=simple_mode, chance_permutations=chance_permutations,
+        chance_similarity={e: [] for e in eps_list} if chance_permutations else {},
     )  # fmt: skip
     sweep_eps = eps_list + ([simple_eps] if simple_eps is not None else [])
     for r, coords in enumerate(draws):
         va = torch.from_numpy(gather_neuron_vectors(a, coords))
         vb = torch.from_numpy(gather_neuron_vectors(b, coords))
-        sweep = maximum_match_sweep(va, vb, sweep_eps, device, dtype)
+        sweep = maximum_match_sweep(va, vb, sweep_eps, device, dtype, keep_frames=chance_permutations > 0)
         result.whole_layer_eps.append(sweep.whole_layer_eps)
         result.live_a.append(sweep.problem.n_a)
         result.live_b.append(sweep.problem.n_b)
@@ -78,9 +103,18 @@ def compare_layers(
             result.similarity[e].append(m.similarity)
             result.matched_a[e].append(len(m.a))
             result.matched_b[e].append(len(m.b))
+        if chance_permutations:
+            chance = chance_from_sweep(sweep, eps_list, permutations=chance_permutations, seed=chance_seed * 1_000_003 + r)
+            for e in eps_list:
+                result.chance_similarity[e].extend(float(v) for v in chance.similarity[:, chance.eps.index(e)])
+            result.chance_whole_layer_eps.extend(float(v) for v in chance.whole_layer_eps)
+            sweep.frames = None  # D × r bases: free them before the simple-match search
         if simple_eps is not None and r < simple_repeats:
             ia, ib = sweep.local[simple_eps]
-            result.simple.extend((r, s) for s in simple_matches_in(sweep.problem, ia, ib, simple_eps))
+            found = simple_matches_in(sweep.problem, ia, ib, simple_eps, mode=simple_mode, budget=simple_budget)
+            result.simple.extend((r, s) for s in found)
+            result.simple_complete.append(found.complete)
+            result.simple_fixed_points.append(found.fixed_points)
     return result
 
 
