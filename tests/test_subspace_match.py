@@ -413,7 +413,7 @@ def test_exact_mode_budget_is_reported_and_keeps_the_greedy_matches():
     greedy = simple_matches(x, y, 0.5)
     assert full.complete and full.fixed_points > 20 and len(full) > len(greedy)
     cut = simple_matches(x, y, 0.5, mode="exact", budget=20)
-    assert not cut.complete and cut.fixed_points == 20
+    assert not cut.complete and cut.fixed_points <= 20
     keys = {(s.a, s.b) for s in cut}
     assert {(s.a, s.b) for s in greedy} <= keys <= {(s.a, s.b) for s in full}
     with pytest.raises(ValueError, match="mode"):

@@ -37,9 +37,11 @@ How every v-minimal match is enumerated (a grow-and-exclude search, per v):
   prunes the unrelated branches.
 
 Budget. The search is exponential in the worst case (many redundant neurons). It counts the
-maximum-match fixed points it computes and stops at ``budget``, reporting ``complete=False``;
-the greedy matches are then added (they are genuine simple matches), so exact mode never
-returns fewer simple matches than greedy mode.
+maximum-match fixed points it computes (memoised ones are free) and stops at ``budget``; the
+caller (:func:`repmatch.subspace_match.simple.simple_matches_in`) shares the budget fairly
+between the neurons v, reports ``complete=False`` when any v ran out, and then adds the greedy
+matches (genuine simple matches), so exact mode never returns fewer simple matches than greedy
+mode.
 """
 
 from __future__ import annotations
@@ -124,12 +126,13 @@ class ExactSearch:
         score = ((c.T @ r).abs() / cn[:, None] / rn[None, :]).amax(dim=1).cpu().numpy()
         return cands[np.argsort(-score, kind="stable")]
 
-    def v_minimal_all(self, side: int, v: int) -> list[Mask]:
-        """Every v-minimal match of local neuron ``v`` on ``side`` (0 = A, 1 = B)."""
+    def v_minimal_all(self, side: int, v: int, found: list[Mask] | None = None) -> list[Mask]:
+        """Every v-minimal match of local neuron ``v`` on ``side`` (0 = A, 1 = B), appended to
+        ``found`` as they come (so a caller catching :class:`BudgetReached` keeps them)."""
         start = (np.zeros(self.problem.n_a, dtype=bool), np.zeros(self.problem.n_b, dtype=bool))
         start[side][v] = True
         everything = (np.ones(self.problem.n_a, dtype=bool), np.ones(self.problem.n_b, dtype=bool))
-        found: list[Mask] = []
+        found = [] if found is None else found
         self._grow(side, v, start, everything, found)
         return found
 

@@ -45,7 +45,7 @@ from .maximum import MatchProblem, check_eps, fixed_point
 
 SIDES = ("a", "b")
 MODES = ("greedy", "exact")
-DEFAULT_BUDGET = 200_000  # fixed points per exact search (a few minutes of CPU at most)
+DEFAULT_BUDGET = 20_000  # fixed points per exact search (~1 min of CPU on a 64 + 64 layer pair)
 
 
 @dataclass(frozen=True)
@@ -157,19 +157,32 @@ def _greedy(small: MatchProblem, eps: float) -> dict[tuple[tuple[int, ...], tupl
 
 
 def _exact(small: MatchProblem, eps: float, budget: int | None) -> tuple[dict, bool, int]:
-    """Every v-minimal match for every v; ``found_from`` counts the v it is v-minimal for."""
-    search = ExactSearch(small, eps, budget)
+    """Every v-minimal match for every v; ``found_from`` counts the v it is v-minimal for.
+
+    The budget is shared fairly: each v may use an equal part of what is left when its turn
+    comes (what one v leaves unused goes to the later ones), so one hard neuron (many
+    redundant alternatives) cannot starve all the others; a v that runs out keeps the v-minimal
+    matches found so far and makes the result incomplete.
+    """
+    search = ExactSearch(small, eps, None)
     found: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
     a_ids, b_ids = small.a_ids.numpy(), small.b_ids.numpy()
     complete = True
-    try:
-        for side, n in ((0, small.n_a), (1, small.n_b)):
-            for v in range(n):
-                for ma, mb in search.v_minimal_all(side, v):
-                    key = (tuple(int(x) for x in a_ids[ma]), tuple(int(x) for x in b_ids[mb]))
-                    found[key] = found.get(key, 0) + 1
-    except BudgetReached:
-        complete = False
+    neurons = [(0, v) for v in range(small.n_a)] + [(1, v) for v in range(small.n_b)]
+    for n, (side, v) in enumerate(neurons):
+        if budget is not None:
+            search.budget = search.fixed_points + max(1, (budget - search.fixed_points) // (len(neurons) - n))
+            if search.fixed_points >= budget:
+                complete = False
+                break
+        partial: list = []
+        try:
+            search.v_minimal_all(side, v, partial)
+        except BudgetReached:
+            complete = False
+        for ma, mb in partial:
+            key = (tuple(int(x) for x in a_ids[ma]), tuple(int(x) for x in b_ids[mb]))
+            found[key] = found.get(key, 0) + 1
     return found, complete, search.fixed_points
 
 
