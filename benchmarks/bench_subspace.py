@@ -60,6 +60,7 @@ from repmatch.subspace_match import (  # noqa: E402
     simple_matches,
     v_minimal_match,
 )
+from repmatch.subspace_match.simple import DEFAULT_BUDGET  # noqa: E402
 
 PAPER_EPS = [0.15, 0.2, 0.25, 0.3, 0.5]
 
@@ -187,7 +188,8 @@ def main() -> None:
     parser.add_argument("--lstsq-budget", type=int, default=None,
                         help="per-neuron lstsq solves timed per side and round (default: all in quick mode, 24 otherwise)")
     parser.add_argument("--eps", type=float, default=0.3)
-    parser.add_argument("--budget", type=int, default=200_000, help="fixed-point budget of the exact simple-match search")
+    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="fixed-point budget of the exact simple-match search")
+    parser.add_argument("--exact-neurons", type=int, default=64, help="channels per side for part 4 (default 64)")
     parser.add_argument("--permutations", type=int, default=4, help="coordinate permutations of the chance level")
     parser.add_argument("--only", type=str, default="12345", help="which parts to run, e.g. 45")
     parser.add_argument("--threads", type=int, default=1,
@@ -211,7 +213,7 @@ def main() -> None:
     if "3" in parts:
         part_simple(quick, eps)
     if "4" in parts:
-        part_exact(quick, eps, args.budget)
+        part_exact(quick, eps, args.budget, args.exact_neurons)
     if "5" in parts:
         part_chance(coords, neurons, args.permutations, quick)
 
@@ -269,13 +271,13 @@ def part_simple(quick: bool, eps: float) -> None:
         print(f"    with the reduction on CUDA: {t_all_gpu:.3f} s")
 
 
-def part_exact(quick: bool, eps: float, budget: int) -> None:
+def part_exact(quick: bool, eps: float, budget: int, neurons: int = 64) -> None:
     d4 = 2_000 if quick else 10_000
     cases = [
-        ("planted blocks (part 3)", planted(d4, 64, block=2, noise=0.05, unrelated=0.25, seed=2)),
-        ("redundant: 3 neurons/side per plane", planted_redundant(d4, 64, noise=0.05, seed=4)),
+        ("planted blocks (part 3)", planted(d4, neurons, block=2, noise=0.05, unrelated=0.25, seed=2)),
+        ("redundant: 3 neurons/side per plane", planted_redundant(d4, neurons, noise=0.05, seed=4)),
     ]
-    print(f"\n[4] exact vs greedy simple matches, 64+64 channels, D={d4}, ε={eps}, budget {budget} fixed points")
+    print(f"\n[4] exact vs greedy simple matches, {neurons}+{neurons} channels, D={d4}, ε={eps}, budget {budget} fixed points")
     for name, (x4, y4) in cases:
         t_g, greedy = timed(lambda: simple_matches(x4, y4, eps))
         t_e, exact = timed(lambda: simple_matches(x4, y4, eps, mode="exact", budget=budget))

@@ -159,31 +159,41 @@ def _greedy(small: MatchProblem, eps: float) -> dict[tuple[tuple[int, ...], tupl
 def _exact(small: MatchProblem, eps: float, budget: int | None) -> tuple[dict, bool, int]:
     """Every v-minimal match for every v; ``found_from`` counts the v it is v-minimal for.
 
-    The budget is shared fairly: each v may use an equal part of what is left when its turn
-    comes (what one v leaves unused goes to the later ones), so one hard neuron (many
-    redundant alternatives) cannot starve all the others; a v that runs out keeps the v-minimal
-    matches found so far and makes the result incomplete.
+    The budget is shared fairly: in each pass every unfinished v may use an equal part of what
+    is left (what one v leaves unused goes to the later ones), so one hard neuron (many
+    redundant alternatives) cannot starve all the others. Passes repeat over the unfinished v
+    while budget is left; a rerun is cheap up to where it stopped, as fixed points are
+    memoised. The result is incomplete when some v never finished.
     """
     search = ExactSearch(small, eps, None)
-    found: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
     a_ids, b_ids = small.a_ids.numpy(), small.b_ids.numpy()
-    complete = True
-    neurons = [(0, v) for v in range(small.n_a)] + [(1, v) for v in range(small.n_b)]
-    for n, (side, v) in enumerate(neurons):
-        if budget is not None:
-            search.budget = search.fixed_points + max(1, (budget - search.fixed_points) // (len(neurons) - n))
-            if search.fixed_points >= budget:
-                complete = False
-                break
-        partial: list = []
-        try:
-            search.v_minimal_all(side, v, partial)
-        except BudgetReached:
-            complete = False
+    per_v: dict[tuple[int, int], list] = {}
+    todo = [(0, v) for v in range(small.n_a)] + [(1, v) for v in range(small.n_b)]
+    while todo:
+        unfinished: list[tuple[int, int]] = []
+        spent_before = search.fixed_points
+        for n, (side, v) in enumerate(todo):
+            if budget is not None:
+                share = (budget - search.fixed_points) // (len(todo) - n)
+                if share < 1:
+                    unfinished.extend(todo[n:])
+                    break
+                search.budget = search.fixed_points + share
+            partial: list = []
+            try:
+                search.v_minimal_all(side, v, partial)
+            except BudgetReached:
+                unfinished.append((side, v))
+            per_v[(side, v)] = partial  # a rerun finds these again first (same order): replace
+        todo = unfinished
+        if search.fixed_points == spent_before:
+            break  # no budget left to share out
+    found: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+    for partial in per_v.values():
         for ma, mb in partial:
             key = (tuple(int(x) for x in a_ids[ma]), tuple(int(x) for x in b_ids[mb]))
             found[key] = found.get(key, 0) + 1
-    return found, complete, search.fixed_points
+    return found, not todo, search.fixed_points
 
 
 def simple_matches_in(
