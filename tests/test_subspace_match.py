@@ -355,6 +355,11 @@ def test_cuda_gives_the_cpu_result():
         assert list(cpu.matches[e].a) == list(gpu.matches[e].a) and list(cpu.matches[e].b) == list(gpu.matches[e].b)
     assert cpu.whole_layer_eps == pytest.approx(gpu.whole_layer_eps, rel=1e-9)
     assert [(s.a, s.b) for s in simple_matches(x, y, 0.3)] == [(s.a, s.b) for s in simple_matches(x, y, 0.3, device="cuda")]
+    exact_cpu = simple_matches(x, y, 0.3, mode="exact")
+    assert [(s.a, s.b) for s in exact_cpu] == [(s.a, s.b) for s in simple_matches(x, y, 0.3, device="cuda", mode="exact")]
+    chance_cpu = chance_level(x, y, [0.1, 0.5, 0.99], permutations=2)
+    chance_gpu = chance_level(x, y, [0.1, 0.5, 0.99], permutations=2, device="cuda")
+    np.testing.assert_array_equal(chance_cpu.similarity, chance_gpu.similarity)
 
 
 # ---------------------------------------------------------------- exact mode: every simple match
