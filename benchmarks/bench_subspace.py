@@ -9,6 +9,14 @@
    maximum match from scratch after every single deletion (with repmatch's batched maximum
    match, so the ratio isolates the algorithmic part).
 3. Time to find all simple matches of a 64 + 64 channel layer pair at D = 10,000.
+4. Exact vs greedy simple matches (time, number found, fixed points, whether the budget was
+   reached) on 64 + 64 channel pairs at D = 10,000: the planted pair of part 3, and a pair with
+   redundant neurons (three neurons per side spanning each shared plane), where the greedy
+   search finds only some of the simple matches.
+5. The chance level (A against 4 coordinate permutations of B, paper ε sweep) against the
+   maximum-match sweep it accompanies, at the size of part 1, on planted and on rectified
+   (non-negative, ReLU-like) data: the ratio chance / sweep must be ≤ 1. Also printed: the
+   plain way (a full sweep per permuted copy), and in quick mode a check that both agree.
 
 Data are planted: shared subspaces of a few dimensions ("blocks", as the small simple matches
 of trained networks), each spanned by both sides through well-conditioned mixes, plus noise and
@@ -44,7 +52,17 @@ if THREADS > 0:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from repmatch.subspace_match import maximum_match, simple_matches, v_minimal_match  # noqa: E402
+from repmatch.subspace_match import (  # noqa: E402
+    chance_from_sweep,
+    coordinate_permutations,
+    maximum_match,
+    maximum_match_sweep,
+    simple_matches,
+    v_minimal_match,
+)
+from repmatch.subspace_match.simple import DEFAULT_BUDGET  # noqa: E402
+
+PAPER_EPS = [0.15, 0.2, 0.25, 0.3, 0.5]
 
 
 def planted(d_coords: int, n: int, block: int, noise: float, unrelated: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +78,22 @@ def planted(d_coords: int, n: int, block: int, noise: float, unrelated: float, s
             q = np.linalg.qr(rng.normal(size=(block, block)))[0] * rng.uniform(0.5, 2.0, size=block)
             cols.append(u[:, start : start + block] @ q)
         cols.append(rng.normal(size=(d_coords, n - n_shared)))
+        x = np.concatenate(cols, axis=1)
+        x += noise * np.linalg.norm(x, axis=0) * rng.normal(size=x.shape) / np.sqrt(d_coords)
+        sides.append(x[:, rng.permutation(n)])
+    return sides[0], sides[1]
+
+
+def planted_redundant(d_coords: int, n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two layers of n neurons: shared planes, each spanned by three neurons per side (any two of
+    them span it), so a neuron has several v-minimal matches; plus a few unrelated neurons."""
+    rng = np.random.default_rng(seed)
+    n_planes = n // 3 - 1
+    u = np.linalg.qr(rng.normal(size=(d_coords, 2 * n_planes)))[0]
+    sides = []
+    for _ in range(2):
+        cols = [u[:, 2 * p : 2 * p + 2] @ rng.normal(size=(2, 3)) for p in range(n_planes)]
+        cols.append(rng.normal(size=(d_coords, n - 3 * n_planes)))
         x = np.concatenate(cols, axis=1)
         x += noise * np.linalg.norm(x, axis=0) * rng.normal(size=x.shape) / np.sqrt(d_coords)
         sides.append(x[:, rng.permutation(n)])
@@ -154,6 +188,10 @@ def main() -> None:
     parser.add_argument("--lstsq-budget", type=int, default=None,
                         help="per-neuron lstsq solves timed per side and round (default: all in quick mode, 24 otherwise)")
     parser.add_argument("--eps", type=float, default=0.3)
+    parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="fixed-point budget of the exact simple-match search")
+    parser.add_argument("--exact-neurons", type=int, default=64, help="channels per side for part 4 (default 64)")
+    parser.add_argument("--permutations", type=int, default=4, help="coordinate permutations of the chance level")
+    parser.add_argument("--only", type=str, default="12345", help="which parts to run, e.g. 45")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch and numpy's BLAS, both sides alike (default 1: stable timings on a "
                         "shared machine; 0 = the libraries' own default)")
@@ -167,7 +205,20 @@ def main() -> None:
     eps = args.eps
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA: {torch.cuda.is_available()}")
 
-    # ---- 1. maximum match
+    parts = set(args.only)
+    if "1" in parts:
+        part_maximum(coords, neurons, eps, budget)
+    if "2" in parts:
+        part_v_minimal(quick, eps)
+    if "3" in parts:
+        part_simple(quick, eps)
+    if "4" in parts:
+        part_exact(quick, eps, args.budget, args.exact_neurons)
+    if "5" in parts:
+        part_chance(coords, neurons, args.permutations, quick)
+
+
+def part_maximum(coords: int, neurons: int, eps: float, budget: int | None) -> None:
     x, y = planted(coords, neurons, block=4, noise=0.15, unrelated=0.25, seed=0)
     t_ours, m = timed(lambda: maximum_match(x, y, eps), repeats=2)
     ref_a, ref_b, t_loop, solves = reference_max_match(x, y, eps, per_neuron=True, budget=budget)
@@ -186,7 +237,8 @@ def main() -> None:
         assert list(mg.a) == ref_a and list(mg.b) == ref_b
         print(f"    CUDA float64 ({torch.cuda.get_device_name()}) {t_gpu * 1e3:8.1f} ms   (target < 50 ms on an H100)")
 
-    # ---- 2. v-minimal match inside a 128 + 128 maximum match
+
+def part_v_minimal(quick: bool, eps: float) -> None:
     d2, n2 = (2_000, 64) if quick else (10_000, 128)
     x2, y2 = planted(d2, n2, block=4, noise=0.02, unrelated=0.0, seed=1)
     m2 = maximum_match(x2, y2, eps)
@@ -199,13 +251,17 @@ def main() -> None:
     print(f"    recompute from scratch ({calls} max matches) {t_slow:8.3f} s")
     print(f"    ratio from-scratch / fast               {t_slow / t_fast:8.1f}x   (target >= 20x)")
 
-    # ---- 3. all simple matches of a 64-channel layer pair
+
+def _sizes(found) -> dict[int, int]:
+    sizes = np.bincount([s.size for s in found]) if len(found) else np.zeros(0, dtype=int)
+    return {i: int(c) for i, c in enumerate(sizes) if c}
+
+
+def part_simple(quick: bool, eps: float) -> None:
     d3 = 2_000 if quick else 10_000
     x3, y3 = planted(d3, 64, block=2, noise=0.05, unrelated=0.25, seed=2)
     t_all, found = timed(lambda: simple_matches(x3, y3, eps))
-    sizes = np.bincount([s.size for s in found])
-    print(f"\n[3] all simple matches, 64+64 channels, D={d3}, ε={eps}: {len(found)} simple matches, "
-          f"sizes {dict((i, int(c)) for i, c in enumerate(sizes) if c)}")
+    print(f"\n[3] all simple matches, 64+64 channels, D={d3}, ε={eps}: {len(found)} simple matches, sizes {_sizes(found)}")
     print(f"    time {t_all:.3f} s")
     if torch.cuda.is_available():
         x3g, y3g = torch.from_numpy(x3).cuda(), torch.from_numpy(y3).cuda()
@@ -213,6 +269,50 @@ def main() -> None:
         t_all_gpu, found_gpu = timed(lambda: simple_matches(x3g, y3g, eps), sync=True)
         assert [(s.a, s.b) for s in found_gpu] == [(s.a, s.b) for s in found]
         print(f"    with the reduction on CUDA: {t_all_gpu:.3f} s")
+
+
+def part_exact(quick: bool, eps: float, budget: int, neurons: int = 64) -> None:
+    d4 = 2_000 if quick else 10_000
+    cases = [
+        ("planted blocks (part 3)", planted(d4, neurons, block=2, noise=0.05, unrelated=0.25, seed=2)),
+        ("redundant: 3 neurons/side per plane", planted_redundant(d4, neurons, noise=0.05, seed=4)),
+    ]
+    print(f"\n[4] exact vs greedy simple matches, {neurons}+{neurons} channels, D={d4}, ε={eps}, budget {budget} fixed points")
+    for name, (x4, y4) in cases:
+        t_g, greedy = timed(lambda: simple_matches(x4, y4, eps))
+        t_e, exact = timed(lambda: simple_matches(x4, y4, eps, mode="exact", budget=budget))
+        g_keys = {(s.a, s.b) for s in greedy}
+        e_keys = {(s.a, s.b) for s in exact}
+        assert g_keys <= e_keys, "exact mode lost a greedy simple match"
+        mm = maximum_match(x4, y4, eps)
+        print(f"    {name}: maximum match {len(mm.a)}+{len(mm.b)}")
+        print(f"      greedy  {t_g:8.3f} s  {len(greedy):5d} simple matches, sizes {_sizes(greedy)}")
+        print(f"      exact   {t_e:8.3f} s  {len(exact):5d} simple matches, sizes {_sizes(exact)}, "
+              f"{exact.fixed_points} fixed points, {'complete' if exact.complete else 'BUDGET REACHED'}")
+        print(f"      ratio exact / greedy time {t_e / t_g:6.1f}x; found {len(e_keys - g_keys)} the greedy search misses")
+
+
+def part_chance(coords: int, neurons: int, permutations: int, quick: bool) -> None:
+    x, y = planted(coords, neurons, block=4, noise=0.15, unrelated=0.25, seed=0)
+    rng = np.random.default_rng(5)
+    relu = (np.maximum(x + 0.3 * rng.normal(size=(1, neurons)) / np.sqrt(coords), 0.0),
+            np.maximum(y + 0.3 * rng.normal(size=(1, neurons)) / np.sqrt(coords), 0.0))  # fmt: skip
+    print(f"\n[5] chance level ({permutations} coordinate permutations of B) vs the maximum-match sweep, "
+          f"D={coords}, d={neurons}+{neurons}, ε={PAPER_EPS}")
+    for name, (xa, yb) in (("planted", (x, y)), ("rectified (ReLU-like)", relu)):
+        t_sweep, sweep = timed(lambda: maximum_match_sweep(xa, yb, PAPER_EPS, keep_frames=True), repeats=2)
+        t_chance, chance = timed(lambda: chance_from_sweep(sweep, PAPER_EPS, permutations=permutations), repeats=2)
+        perms = coordinate_permutations(coords, permutations, 0)
+        t_plain, plain = timed(lambda: [maximum_match_sweep(xa, yb[p], PAPER_EPS) for p in perms])
+        for p, sw in enumerate(plain):
+            assert [sw.matches[e].similarity for e in PAPER_EPS] == list(chance.similarity[p]), "chance shortcut differs"
+        sims = " ".join(f"{sweep.matches[e].similarity:.2f}" for e in PAPER_EPS)
+        ch = " ".join(f"{chance.mean[e]:.2f}±{chance.std[e]:.2f}" for e in PAPER_EPS)
+        print(f"    {name}: similarity {sims}; chance {ch}; whole-layer ε {sweep.whole_layer_eps:.3f} "
+              f"(chance {chance.whole_layer_eps.mean():.3f})")
+        print(f"      sweep {t_sweep:8.3f} s   chance {t_chance:8.3f} s   ratio chance / sweep {t_chance / t_sweep:5.2f}  (target <= 1)")
+        print(f"      plain chance ({permutations} full sweeps of permuted copies) {t_plain:8.3f} s, "
+              f"ratio plain / shortcut {t_plain / t_chance:5.1f}x")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from repmatch.subspace_match import (
+    chance_from_sweep,
+    chance_level,
+    coordinate_permutations,
     maximum_match,
     maximum_match_sweep,
     orthonormal_basis,
@@ -253,7 +256,6 @@ def test_whole_layer_epsilon_is_the_largest_distance_and_the_full_match_threshol
     assert eps == pytest.approx(ref, rel=1e-10)
     assert maximum_match(x, y, eps * (1 + 1e-9)).similarity == 1.0
     assert maximum_match(x, y, eps * (1 - 1e-6)).similarity < 1.0
-    assert whole_layer_epsilon(x, np.zeros((400, 3))) == 1.0
 
 
 def test_rank_deficient_spans_use_the_numerical_rank():
@@ -353,3 +355,189 @@ def test_cuda_gives_the_cpu_result():
         assert list(cpu.matches[e].a) == list(gpu.matches[e].a) and list(cpu.matches[e].b) == list(gpu.matches[e].b)
     assert cpu.whole_layer_eps == pytest.approx(gpu.whole_layer_eps, rel=1e-9)
     assert [(s.a, s.b) for s in simple_matches(x, y, 0.3)] == [(s.a, s.b) for s in simple_matches(x, y, 0.3, device="cuda")]
+    exact_cpu = simple_matches(x, y, 0.3, mode="exact")
+    assert [(s.a, s.b) for s in exact_cpu] == [(s.a, s.b) for s in simple_matches(x, y, 0.3, device="cuda", mode="exact")]
+    chance_cpu = chance_level(x, y, [0.1, 0.5, 0.99], permutations=2)
+    chance_gpu = chance_level(x, y, [0.1, 0.5, 0.99], permutations=2, device="cuda")
+    np.testing.assert_array_equal(chance_cpu.similarity, chance_gpu.similarity)
+
+
+# ---------------------------------------------------------------- exact mode: every simple match
+
+
+def random_redundant_case(rng: np.random.Generator):
+    """≤ 6 + 6 neurons in few coordinates, often with redundant neurons (near-copies and mixes
+    of other neurons, on either side), which give a neuron several v-minimal matches."""
+    na, nb = (int(n) for n in rng.integers(2, 7, size=2))
+    d = int(rng.integers(3, 9))
+    x, y = rng.normal(size=(d, na)), rng.normal(size=(d, nb))
+    if rng.random() < 0.75:
+        for j in range(nb):
+            if rng.random() < 0.6:  # a B neuron mixing one or two A neurons
+                k = int(rng.integers(1, min(2, na) + 1))
+                y[:, j] = x[:, rng.choice(na, size=k, replace=False)] @ rng.normal(size=k) + 0.15 * rng.normal(size=d)
+        for i in range(1, na):
+            if rng.random() < 0.3:  # a redundant A neuron: near-copy of an earlier one
+                x[:, i] = x[:, int(rng.integers(i))] * rng.normal() + 0.1 * rng.normal(size=d)
+    return x, y, float(rng.uniform(0.15, 0.6))
+
+
+def test_exact_mode_equals_brute_force_on_200_random_cases_where_greedy_misses_some():
+    rng = np.random.default_rng(16)
+    greedy_missed, exact_found_more = 0, 0
+    for case in range(200):
+        x, y, eps = random_redundant_case(rng)
+        na = x.shape[1]
+        is_match, is_simple = brute_force(x, y, eps)
+        truth = set(np.flatnonzero(is_simple).tolist())
+        exact = simple_matches(x, y, eps, mode="exact", budget=None)
+        greedy = simple_matches(x, y, eps)
+        got = {to_mask(s.a, s.b, na) for s in exact}
+        assert exact.complete and exact.mode == "exact"
+        assert got == truth, (case, sorted(got - truth), sorted(truth - got))
+        greedy_set = {to_mask(s.a, s.b, na) for s in greedy}
+        assert greedy_set <= truth  # greedy finds genuine simple matches, maybe not all
+        if greedy_set != truth:
+            greedy_missed += 1
+            exact_found_more += len(got - greedy_set) > 0
+        # found_from in exact mode: the number of neurons v for which the match is v-minimal
+        for s in exact:
+            m = to_mask(s.a, s.b, na)
+            n_v = sum(1 for bit in range(x.shape[1] + y.shape[1]) if m >> bit & 1
+                      and not any(is_match[t] and t >> bit & 1 for t in submasks(m) if t != m))  # fmt: skip
+            assert s.found_from == n_v
+    assert greedy_missed >= 10  # the sample does contain the cases the authors' greedy search misses
+    assert exact_found_more == greedy_missed
+
+
+def test_exact_mode_budget_is_reported_and_keeps_the_greedy_matches():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 6))
+    y = np.column_stack([x[:, :3] + 0.1 * rng.normal(size=(5, 3)), rng.normal(size=(5, 3))])
+    full = simple_matches(x, y, 0.5, mode="exact", budget=None)
+    greedy = simple_matches(x, y, 0.5)
+    assert full.complete and full.fixed_points > 20 and len(full) > len(greedy)
+    cut = simple_matches(x, y, 0.5, mode="exact", budget=20)
+    assert not cut.complete and cut.fixed_points <= 20
+    keys = {(s.a, s.b) for s in cut}
+    assert {(s.a, s.b) for s in greedy} <= keys <= {(s.a, s.b) for s in full}
+    with pytest.raises(ValueError, match="mode"):
+        simple_matches(x, y, 0.5, mode="all")
+    with pytest.raises(ValueError, match="budget"):
+        simple_matches(x, y, 0.5, mode="exact", budget=0)
+
+
+def test_greedy_default_is_unchanged_and_exact_agrees_on_planted_blocks():
+    x, y = planted_tiny(0)
+    greedy = simple_matches(x, y, 0.15)
+    assert greedy.mode == "greedy" and greedy.complete
+    exact = simple_matches(x, y, 0.15, mode="exact")
+    assert [(s.a, s.b) for s in exact] == [(s.a, s.b) for s in greedy]
+    assert [s.found_from for s in exact] == [s.found_from for s in greedy]
+
+
+# ---------------------------------------------------------------- chance level
+
+
+def test_chance_level_equals_the_sweep_of_explicitly_permuted_coordinates():
+    """The shortcut (reused bases, one matmul per permutation) against the plain definition:
+    maximum matches of A and the row-permuted B, computed from scratch."""
+    rng = np.random.default_rng(5)
+    x, y = mixed_subspace(d=300, k=6, n_a=8, n_b=9, noise=0.3, seed=5)
+    x = np.maximum(x + 0.02, 0.0)  # non-negative, as ReLU layers are
+    y = np.column_stack([np.maximum(y + 0.02, 0.0), np.zeros(300)])  # and one dead neuron
+    perms = coordinate_permutations(300, 3, 7)
+    # under the first permutation, A neuron 3 and B neuron 0 lie within 1e-6 of each other's
+    # span: the explicit-residual path of the shortcut is exercised on both sides
+    x[:, 3] = y[perms[0], 0] + 1e-6 * rng.normal(size=300)
+    eps = [1e-4, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99]
+    chance = chance_level(x, y, eps, permutations=3, seed=7)
+    assert chance.similarity.shape == (3, len(eps)) and chance.eps == tuple(eps)
+    assert chance.similarity[0, 0] == pytest.approx(2 / 18)  # the planted pair, and only under that permutation
+    for p, perm in enumerate(perms):
+        plain = maximum_match_sweep(x, y[perm], eps)
+        assert [plain.matches[e].similarity for e in eps] == list(chance.similarity[p])
+        assert chance.whole_layer_eps[p] == pytest.approx(plain.whole_layer_eps, rel=1e-9)
+    assert chance.mean[0.3] == pytest.approx(float(chance.similarity[:, 0].mean()))
+    assert set(chance.std) == set(eps)
+
+
+@pytest.mark.parametrize(("d", "k"), [(2000, 40), (500, 64)])
+def test_chance_level_of_random_vectors_follows_sqrt_1_minus_k_over_d(d, k):
+    """A random vector is at distance ≈ √(1 − k/D) from a random k-dim span: the chance maximum
+    match is everything a little above that threshold and nothing well below it."""
+    rng = np.random.default_rng(d)
+    x, y = rng.normal(size=(d, k)), rng.normal(size=(d, k))
+    threshold = np.sqrt(1 - k / d)
+    spread = 4 * np.sqrt(2 * k) / d / (2 * threshold)  # 4 σ of the sine, from the Beta law of cos²
+    eps = [threshold - 2 * spread, threshold + 2 * spread]
+    chance = chance_level(x, y, eps, permutations=3)
+    assert chance.mean[eps[0]] == 0.0 and chance.mean[eps[1]] == 1.0
+    assert chance.std[eps[0]] == 0.0 and chance.std[eps[1]] == 0.0
+    assert np.all(np.abs(chance.whole_layer_eps - threshold) < spread)
+
+
+def test_chance_level_keeps_non_negativity_and_sits_below_a_real_match():
+    """Rectified vectors share the all-positive directions, so unrelated ReLU layers match at a
+    smaller ε than Gaussian ones: the permutation keeps that, a Gaussian estimate would not.
+    And two layers spanning the same subspace match far above their chance level."""
+    rng = np.random.default_rng(1)
+    d, k = 1000, 32
+    x = np.maximum(rng.normal(size=(d, k)) + 0.5, 0.0)
+    y = np.maximum(rng.normal(size=(d, k)) + 0.5, 0.0)
+    chance = chance_level(x, y, [0.5], permutations=2)
+    assert chance.whole_layer_eps.max() < np.sqrt(1 - k / d) - 0.1
+    xs, ys = mixed_subspace(d=1000, k=8, n_a=8, n_b=8, noise=0.05, seed=1)
+    assert maximum_match(xs, ys, 0.2).similarity == 1.0
+    assert chance_level(xs, ys, [0.2], permutations=2).mean[0.2] == 0.0
+
+
+def test_chance_level_needs_frames_and_handles_dead_layers():
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    with pytest.raises(ValueError, match="frames"):
+        chance_from_sweep(maximum_match_sweep(x, x, [0.5]), [0.5])
+    dead = chance_level(x, np.zeros((50, 3)), [0.5, 1.0], permutations=2)
+    assert list(dead.similarity[:, 0]) == [0.0, 0.0] and list(dead.whole_layer_eps) == [1.0, 1.0]
+    with pytest.raises(ValueError, match="permutation"):
+        chance_level(x, x, [0.5], permutations=0)
+
+
+# ---------------------------------------------------------------- whole-layer ε of dead layers
+
+
+def test_whole_layer_epsilon_of_a_dead_layer_is_one_not_zero():
+    """One side entirely dead: the live neurons are at distance 1 from the empty span, so the
+    live layers match only from ε = 1 on (the reference code's 0 would read as a perfect match);
+    both sides dead: NaN (nothing to match)."""
+    x = np.random.default_rng(0).normal(size=(40, 5))
+    dead = np.zeros((40, 3))
+    assert whole_layer_epsilon(x, dead) == 1.0 and whole_layer_epsilon(dead, x) == 1.0
+    assert maximum_match(x, dead, 0.999).similarity == 0.0
+    m = maximum_match(x, dead, 1.0)  # at the whole-layer ε the maximum match is every live neuron
+    assert list(m.a) == list(range(5)) and len(m.b) == 0
+    assert naive_dist(x[:, 0], dead[:, :0]) == 1.0  # the naive reference's convention agrees
+    assert np.isnan(whole_layer_epsilon(dead, dead[:, :2]))
+    assert maximum_match(dead, dead, 0.5).similarity == 0.0
+
+
+# ---------------------------------------------------------------- one layer pair, all of it
+
+
+def test_compare_layers_adds_the_chance_level_and_exact_simple_matches():
+    from repmatch.subspace_match.compare import compare_layers
+
+    rng = np.random.default_rng(0)
+    base = np.maximum(rng.normal(size=(40, 6, 5, 5)), 0)  # (n, C, H, W) ReLU maps
+    a = base + 0.02 * rng.random(size=base.shape)
+    b = np.concatenate([base[:, ::-1] * 2.0, np.maximum(rng.normal(size=(40, 2, 5, 5)), 0)], axis=1)
+    res = compare_layers(a, b, [0.1, 0.5], n_coords=300, repeats=2, simple_eps=0.1, simple_repeats=2, key="c",
+                         simple_mode="exact", chance_permutations=3)  # fmt: skip
+    assert len(res.chance_whole_layer_eps) == 6 and all(len(v) == 6 for v in res.chance_similarity.values())
+    assert np.mean(res.similarity[0.1]) == pytest.approx(12 / 14)  # the six shared channels match
+    assert max(res.chance_similarity[0.1]) == 0.0  # and would not by chance
+    assert res.simple_complete == [True, True] and res.simple_mode == "exact"
+    assert sorted(len(s.a) + len(s.b) for r, s in res.simple if r == 0) == [2] * 6
+    plain = compare_layers(a, b, [0.1, 0.5], n_coords=300, repeats=2, simple_eps=0.1, key="c")
+    assert plain.similarity == res.similarity and plain.chance_similarity == {}
+    with pytest.raises(ValueError, match="mode"):
+        compare_layers(a, b, [0.1], n_coords=300, repeats=1, simple_mode="all")

@@ -114,6 +114,10 @@ class SubspaceSettings:
     within_network: bool
     simple_eps: float | None
     simple_repeats: int
+    simple_mode: str
+    simple_budget: int | None
+    chance_permutations: int
+    chance_seed: int
     seed: int
     dtype: str
     threads: int

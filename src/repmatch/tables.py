@@ -24,9 +24,9 @@ COLUMNS: dict[str, list[str]] = {
     "similarity": [*TIDY_COLUMNS, "conv_mode"],
     "stitching": [*KEY_COLUMNS, "method", "metric", "value"],
     "subspace_match": [*KEY_COLUMNS, "method", "eps", "value", "value_std", "repeats", "n_coords", "d_a", "d_b",
-                       "matched_a", "matched_b", "live_a", "live_b"],
+                       "matched_a", "matched_b", "live_a", "live_b", "chance_value", "chance_std"],
     "subspace_simple": [*KEY_COLUMNS, "method", "eps", "repeat", "value", "size_a", "size_b", "neurons_a", "neurons_b",
-                        "found_from", "n_coords", "d_a", "d_b"],
+                        "found_from", "n_coords", "d_a", "d_b", "mode", "complete"],
 }  # fmt: skip
 
 

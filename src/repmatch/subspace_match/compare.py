@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..settings import SubspaceSettings
+from .chance import chance_from_sweep
 from .maximum import check_eps, maximum_match_sweep
 from .sampling import align_spatial, draw_coordinates, gather_neuron_vectors, n_coordinates
 from .simple import SimpleMatch, simple_matches_in
@@ -31,6 +32,13 @@ class LayerPairResult:
     live_b: list[int] = field(default_factory=list)
     simple_eps: float | None = None
     simple: list[tuple[int, SimpleMatch]] = field(default_factory=list)
+    simple_mode: str = "greedy"
+    simple_complete: list[bool] = field(default_factory=list)  # per repeat with simple matches
+    simple_fixed_points: list[int] = field(default_factory=list)  # exact-search work, per repeat
+    chance_permutations: int = 0
+    # chance level: one entry per (repeat, permutation), repeat-major
+    chance_similarity: dict[float, list[float]] = field(default_factory=dict)
+    chance_whole_layer_eps: list[float] = field(default_factory=list)
 
     @property
     def repeats(self) -> int:
@@ -53,23 +61,32 @@ def compare_layers(
     with more than D; all of them otherwise, and then there is a single repeat), builds the
     neuron vectors of both layers on ``device``, and sweeps ``settings.eps``. Simple matches are
     computed at ``simple_eps`` on the first ``simple_repeats`` draws only: they cost far more
-    than the maximum match. ``key`` names the layer pair in the seeded coordinate draws.
+    than the maximum match. ``simple_mode: exact`` lists every simple match (within
+    ``simple_budget`` fixed points per draw; ``simple_complete`` says whether it finished),
+    ``greedy`` the authors' one per neuron. ``chance_permutations`` > 0 adds the chance level of
+    every draw: the same sweep of A against that many coordinate permutations of B
+    (:mod:`.chance`), reusing the sweep's bases; the permutations depend on ``chance_seed`` and
+    the draw number only. ``key`` names the layer pair in the seeded coordinate draws.
     """
     eps_list = sorted({check_eps(e) for e in settings.eps})
     simple_eps = None if settings.simple_eps is None else check_eps(settings.simple_eps)
     n_coords, repeats, simple_repeats, seed = settings.n_coords, settings.repeats, settings.simple_repeats, settings.seed
+    simple_mode, simple_budget = settings.simple_mode, settings.simple_budget
+    chance_permutations, chance_seed = settings.chance_permutations, settings.chance_seed
     dtype = DTYPES[settings.dtype]
     a, b = align_spatial(acts_a, acts_b)
     draws = draw_coordinates(n_coordinates(a.shape), n_coords, repeats, seed, key)
     result = LayerPairResult(
         eps=eps_list, n_coords=len(draws[0]), d_a=int(a.shape[1]), d_b=int(b.shape[1]), simple_eps=simple_eps,
         similarity={e: [] for e in eps_list}, matched_a={e: [] for e in eps_list}, matched_b={e: [] for e in eps_list},
+        simple_mode=simple_mode, chance_permutations=chance_permutations,
+        chance_similarity={e: [] for e in eps_list} if chance_permutations else {},
     )  # fmt: skip
     sweep_eps = eps_list + ([simple_eps] if simple_eps is not None else [])
     for r, coords in enumerate(draws):
         va = torch.from_numpy(gather_neuron_vectors(a, coords))
         vb = torch.from_numpy(gather_neuron_vectors(b, coords))
-        sweep = maximum_match_sweep(va, vb, sweep_eps, device, dtype)
+        sweep = maximum_match_sweep(va, vb, sweep_eps, device, dtype, keep_frames=chance_permutations > 0)
         result.whole_layer_eps.append(sweep.whole_layer_eps)
         result.live_a.append(sweep.problem.n_a)
         result.live_b.append(sweep.problem.n_b)
@@ -78,9 +95,18 @@ def compare_layers(
             result.similarity[e].append(m.similarity)
             result.matched_a[e].append(len(m.a))
             result.matched_b[e].append(len(m.b))
+        if chance_permutations:
+            chance = chance_from_sweep(sweep, eps_list, permutations=chance_permutations, seed=chance_seed * 1_000_003 + r)
+            for e in eps_list:
+                result.chance_similarity[e].extend(float(v) for v in chance.similarity[:, chance.eps.index(e)])
+            result.chance_whole_layer_eps.extend(float(v) for v in chance.whole_layer_eps)
+            sweep.frames = None  # D × r bases: free them before the simple-match search
         if simple_eps is not None and r < simple_repeats:
             ia, ib = sweep.local[simple_eps]
-            result.simple.extend((r, s) for s in simple_matches_in(sweep.problem, ia, ib, simple_eps))
+            found = simple_matches_in(sweep.problem, ia, ib, simple_eps, mode=simple_mode, budget=simple_budget)
+            result.simple.extend((r, s) for s in found)
+            result.simple_complete.append(found.complete)
+            result.simple_fixed_points.append(found.fixed_points)
     return result
 
 

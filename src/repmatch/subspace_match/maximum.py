@@ -108,17 +108,27 @@ class MatchProblem:
         Exact for every later question about subsets of (ia, ib): a span of a subset lies in
         the new frame, so out-of-frame parts only add up (``out2`` accumulates).
         """
+        return self.restrict_with_frames(ia, ib)[0]
+
+    def restrict_with_frames(self, ia: Tensor, ib: Tensor) -> tuple[MatchProblem, Tensor, Tensor]:
+        """:meth:`restrict`, also returning the new frames Q_A, Q_B in this problem's coordinates.
+
+        On a full-coordinate problem these are D-dimensional orthonormal bases of the two live
+        layers; the chance level (:mod:`.chance`) reuses them, so that comparing A with a
+        coordinate-permuted B costs one matmul instead of a new reduction.
+        """
         qa, a_self = basis_and_coefficients(_columns(self.a_self, ia))
         qb, b_self = basis_and_coefficients(_columns(self.b_self, ib))
         b_in_a, b_rest2 = project_out(_columns(self.b_in_a, ib), qa)
         a_in_b, a_rest2 = project_out(_columns(self.a_in_b, ia), qb)
-        return MatchProblem(
+        reduced = MatchProblem(
             a_self=a_self, a_in_b=a_in_b, a_out2=self.a_out2[ia] + a_rest2,
             a_norm2=self.a_norm2[ia], a_ids=self.a_ids[ia],
             b_self=b_self, b_in_a=b_in_a, b_out2=self.b_out2[ib] + b_rest2,
             b_norm2=self.b_norm2[ib], b_ids=self.b_ids[ib],
             d_a=self.d_a, d_b=self.d_b,
         )  # fmt: skip
+        return reduced, qa, qb
 
     def all_a(self) -> Tensor:
         return torch.arange(self.n_a, device=self.device)
@@ -218,12 +228,17 @@ class MaximumMatch:
 
 @dataclass
 class Sweep:
-    """Maximum matches of one layer pair over an ε sweep, plus the whole-layer ε."""
+    """Maximum matches of one layer pair over an ε sweep, plus the whole-layer ε.
+
+    ``frames`` (only with ``keep_frames=True``) holds the D-dimensional orthonormal bases
+    (Q_A, Q_B) of the live neurons, in the coordinates of ``problem``'s columns.
+    """
 
     whole_layer_eps: float
     matches: dict[float, MaximumMatch]
     problem: MatchProblem = field(repr=False)
     local: dict[float, tuple[Tensor, Tensor]] = field(repr=False, default_factory=dict)
+    frames: tuple[Tensor, Tensor] | None = field(repr=False, default=None)
 
 
 def _result(problem: MatchProblem, ia: Tensor, ib: Tensor, eps: float) -> MaximumMatch:
@@ -236,20 +251,24 @@ def _result(problem: MatchProblem, ia: Tensor, ib: Tensor, eps: float) -> Maximu
     )
 
 
-def sweep_problem(problem: MatchProblem, eps_values: Iterable[float]) -> Sweep:
-    """ε sweep on a full-coordinate problem: one reduction to the live neurons, then warm starts.
+def whole_layer_eps_of(reduced: MatchProblem) -> float:
+    """Whole-layer ε of a problem reduced to all its live neurons (``out2`` = residual to the
+    other side's whole span). See :func:`whole_layer_epsilon` for the dead-layer conventions."""
+    if reduced.n_a and reduced.n_b:
+        return float(torch.sqrt(torch.cat([reduced.a_out2 / reduced.a_norm2, reduced.b_out2 / reduced.b_norm2]).max()))
+    if reduced.n_a or reduced.n_b:
+        return 1.0  # live neurons facing a dead layer are at distance 1 from the empty span
+    return float("nan")  # no live neuron on either side: nothing to match, no ε to report
+
+
+def sweep_reduced(reduced: MatchProblem, eps_values: Iterable[float]) -> Sweep:
+    """ε sweep on a problem already reduced to all its live neurons (``out2`` = residual to the
+    other whole layer): warm-started fixed points, largest ε first.
 
     A match at ε is a match at every larger ε, so the maximum match shrinks as ε decreases; we
     visit ε in decreasing order and start each fixed point from the previous result.
     """
     eps_sorted = sorted({check_eps(e) for e in eps_values}, reverse=True)
-    reduced = problem.restrict(problem.all_a(), problem.all_b())
-    # In the reduced problem each side's out2 is its residual to the other side's whole span.
-    whole = 0.0
-    if reduced.n_a and reduced.n_b:
-        whole = float(torch.sqrt(torch.cat([reduced.a_out2 / reduced.a_norm2, reduced.b_out2 / reduced.b_norm2]).max()))
-    elif reduced.n_a or reduced.n_b:
-        whole = 1.0  # live neurons facing a dead layer are at distance 1 from the empty span
     ia, ib = reduced.all_a(), reduced.all_b()
     matches: dict[float, MaximumMatch] = {}
     local: dict[float, tuple[Tensor, Tensor]] = {}
@@ -265,7 +284,16 @@ def sweep_problem(problem: MatchProblem, eps_values: Iterable[float]) -> Sweep:
             ia, ib = fixed_point(reduced, ia, ib, eps)
         matches[eps] = _result(reduced, ia, ib, eps)
         local[eps] = (ia, ib)
-    return Sweep(whole_layer_eps=whole, matches=matches, problem=reduced, local=local)
+    return Sweep(whole_layer_eps=whole_layer_eps_of(reduced), matches=matches, problem=reduced, local=local)
+
+
+def sweep_problem(problem: MatchProblem, eps_values: Iterable[float], keep_frames: bool = False) -> Sweep:
+    """ε sweep on a full-coordinate problem: one reduction to the live neurons, then warm starts."""
+    reduced, qa, qb = problem.restrict_with_frames(problem.all_a(), problem.all_b())
+    sweep = sweep_reduced(reduced, eps_values)
+    if keep_frames:
+        sweep.frames = (qa, qb)
+    return sweep
 
 
 def maximum_match_sweep(
@@ -274,9 +302,14 @@ def maximum_match_sweep(
     eps_values: Sequence[float],
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float64,
+    keep_frames: bool = False,
 ) -> Sweep:
-    """Maximum matches of neuron vectors ``a`` (D, d_a) and ``b`` (D, d_b) for every ε."""
-    return sweep_problem(MatchProblem.from_vectors(a, b, device, dtype), eps_values)
+    """Maximum matches of neuron vectors ``a`` (D, d_a) and ``b`` (D, d_b) for every ε.
+
+    ``keep_frames`` keeps the two D-dimensional bases on the result, for
+    :func:`repmatch.subspace_match.chance.chance_from_sweep`.
+    """
+    return sweep_problem(MatchProblem.from_vectors(a, b, device, dtype), eps_values, keep_frames)
 
 
 def maximum_match(
@@ -299,5 +332,17 @@ def whole_layer_epsilon(
     That is the largest distance of any live neuron to the whole other layer's span (the
     reference's ``find_maximal_epsilon``); for every ε at or above it the maximum match is the
     whole (live) layers.
+
+    Dead layers (decided here, and where this differs from the authors' code):
+
+    * one side entirely dead, the other not: **1.0**. The other side's live neurons are at
+      distance ‖z − 0‖/‖z‖ = 1 from the span of no neurons, so the live layers form a match
+      only at ε ≥ 1, which is also where :func:`maximum_match` first returns them (distances
+      are sines, never above 1). The reference's ``find_maximal_epsilon`` returns 0 here, but
+      only because its running maximum starts at 0 and skips the case; 0 would report a dead
+      layer as matching a live one *perfectly*, the best value of the column, while its
+      maximum match is empty at every ε < 1.
+    * both sides entirely dead: **NaN**. There is no live neuron to match and no distance to
+      take a maximum of (the vacuous answer 0 would again read as a perfect match).
     """
     return maximum_match_sweep(a, b, [], device, dtype).whole_layer_eps

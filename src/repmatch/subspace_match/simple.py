@@ -1,5 +1,9 @@
 """Simple matches: the finest ε-matches, found as v-minimal matches (Wang et al. 2018, Alg. 2).
 
+Two modes. ``greedy`` (the default, the authors' procedure, described below) finds one
+v-minimal match per neuron v; ``exact`` (:mod:`.exact`) finds every v-minimal match, hence every
+simple match, within a budget of fixed-point computations.
+
 For a neuron v of the maximum match, the v-minimal match is found greedily, as in the authors'
 code: starting from the maximum match, try deleting every other neuron in turn (A side in index
 order, then B side); keep a deletion when v survives in the maximum match of what is left. The
@@ -36,9 +40,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .exact import BudgetReached, ExactSearch
 from .maximum import MatchProblem, check_eps, fixed_point
 
 SIDES = ("a", "b")
+MODES = ("greedy", "exact")
+DEFAULT_BUDGET = 20_000  # fixed points per exact search (~1 min of CPU on a 64 + 64 layer pair)
 
 
 @dataclass(frozen=True)
@@ -118,21 +125,102 @@ def _restricted_to_match(problem: MatchProblem, ia: Tensor, ib: Tensor) -> Match
     return problem.restrict(ia, ib).to("cpu")
 
 
-def simple_matches_in(problem: MatchProblem, ia: Tensor, ib: Tensor, eps: float) -> list[SimpleMatch]:
-    """All distinct v-minimal matches for v in the maximum match (ia, ib) of ``problem``."""
-    eps = check_eps(eps)
-    if ia.numel() + ib.numel() == 0:
-        return []
-    small = _restricted_to_match(problem, ia, ib)
+class SimpleMatches(list):
+    """The simple matches found (a list of :class:`SimpleMatch`, smallest first) plus how.
+
+    ``complete`` is False when exact mode stopped at its budget (then the list holds what the
+    search found plus the greedy matches, all genuine simple matches, but maybe not all of
+    them); ``fixed_points`` counts the maximum-match fixed points the exact search computed.
+    Greedy mode is complete by its own definition (one v-minimal match per v).
+    """
+
+    def __init__(self, items=(), mode: str = "greedy", complete: bool = True, fixed_points: int = 0):
+        super().__init__(items)
+        self.mode = mode
+        self.complete = complete
+        self.fixed_points = fixed_points
+
+
+def _sorted(found: dict[tuple[tuple[int, ...], tuple[int, ...]], int]) -> list[SimpleMatch]:
+    return [SimpleMatch(a, b, count) for (a, b), count in sorted(found.items(), key=lambda kv: (len(kv[0][0]) + len(kv[0][1]), kv[0]))]
+
+
+def _greedy(small: MatchProblem, eps: float) -> dict[tuple[tuple[int, ...], tuple[int, ...]], int]:
     found: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
     a_ids, b_ids = small.a_ids.numpy(), small.b_ids.numpy()
+    for side, n in (("a", small.n_a), ("b", small.n_b)):
+        for v in range(n):
+            ma, mb = v_minimal_local(small, side, v, eps)
+            key = (tuple(int(x) for x in a_ids[ma]), tuple(int(x) for x in b_ids[mb]))
+            found[key] = found.get(key, 0) + 1
+    return found
+
+
+def _exact(small: MatchProblem, eps: float, budget: int | None) -> tuple[dict, bool, int]:
+    """Every v-minimal match for every v; ``found_from`` counts the v it is v-minimal for.
+
+    The budget is shared fairly: in each pass every unfinished v may use an equal part of what
+    is left (what one v leaves unused goes to the later ones), so one hard neuron (many
+    redundant alternatives) cannot starve all the others. Passes repeat over the unfinished v
+    while budget is left; a rerun is cheap up to where it stopped, as fixed points are
+    memoised. The result is incomplete when some v never finished.
+    """
+    search = ExactSearch(small, eps, None)
+    a_ids, b_ids = small.a_ids.numpy(), small.b_ids.numpy()
+    per_v: dict[tuple[int, int], list] = {}
+    todo = [(0, v) for v in range(small.n_a)] + [(1, v) for v in range(small.n_b)]
+    while todo:
+        unfinished: list[tuple[int, int]] = []
+        spent_before = search.fixed_points
+        for n, (side, v) in enumerate(todo):
+            if budget is not None:
+                share = (budget - search.fixed_points) // (len(todo) - n)
+                if share < 1:
+                    unfinished.extend(todo[n:])
+                    break
+                search.budget = search.fixed_points + share
+            partial: list = []
+            try:
+                search.v_minimal_all(side, v, partial)
+            except BudgetReached:
+                unfinished.append((side, v))
+            per_v[(side, v)] = partial  # a rerun finds these again first (same order): replace
+        todo = unfinished
+        if search.fixed_points == spent_before:
+            break  # no budget left to share out
+    found: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+    for partial in per_v.values():
+        for ma, mb in partial:
+            key = (tuple(int(x) for x in a_ids[ma]), tuple(int(x) for x in b_ids[mb]))
+            found[key] = found.get(key, 0) + 1
+    return found, not todo, search.fixed_points
+
+
+def simple_matches_in(
+    problem: MatchProblem, ia: Tensor, ib: Tensor, eps: float, mode: str = "greedy", budget: int | None = DEFAULT_BUDGET
+) -> SimpleMatches:
+    """Simple matches inside the maximum match (ia, ib) of ``problem``.
+
+    ``mode="greedy"``: the distinct v-minimal matches of the authors' deletion order, one per v.
+    ``mode="exact"``: every simple match (every v-minimal match of every v), unless the search
+    computes ``budget`` fixed points first (``None``: no limit); see :class:`SimpleMatches`.
+    """
+    eps = check_eps(eps)
+    if mode not in MODES:
+        raise ValueError(f"simple-match mode must be one of {MODES}, got {mode!r}")
+    if budget is not None and budget < 1:
+        raise ValueError(f"the exact-search budget must be ≥ 1 fixed point (or None), got {budget}")
+    if ia.numel() + ib.numel() == 0:
+        return SimpleMatches([], mode=mode)
+    small = _restricted_to_match(problem, ia, ib)
     with single_thread():
-        for side, n in (("a", small.n_a), ("b", small.n_b)):
-            for v in range(n):
-                ma, mb = v_minimal_local(small, side, v, eps)
-                key = (tuple(int(x) for x in a_ids[ma]), tuple(int(x) for x in b_ids[mb]))
-                found[key] = found.get(key, 0) + 1
-    return [SimpleMatch(a, b, count) for (a, b), count in sorted(found.items(), key=lambda kv: (len(kv[0][0]) + len(kv[0][1]), kv[0]))]
+        if mode == "greedy":
+            return SimpleMatches(_sorted(_greedy(small, eps)), mode=mode)
+        found, complete, calls = _exact(small, eps, budget)
+        if not complete:
+            for key in _greedy(small, eps):
+                found.setdefault(key, 0)  # a greedy match the search did not reach: found from no v yet
+    return SimpleMatches(_sorted(found), mode=mode, complete=complete, fixed_points=calls)
 
 
 def v_minimal_match(
@@ -171,10 +259,19 @@ def simple_matches(
     eps: float,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float64,
-) -> list[SimpleMatch]:
-    """All simple ε-matches of neuron vectors ``a`` (D, d_a) and ``b`` (D, d_b), smallest first."""
+    *,
+    mode: str = "greedy",
+    budget: int | None = DEFAULT_BUDGET,
+) -> SimpleMatches:
+    """Simple ε-matches of neuron vectors ``a`` (D, d_a) and ``b`` (D, d_b), smallest first.
+
+    ``mode="greedy"`` (default) is the authors' procedure: one v-minimal match per neuron v.
+    ``mode="exact"`` enumerates every simple match (:mod:`.exact`) within ``budget`` fixed-point
+    computations; ``result.complete`` says whether it finished. ``found_from`` counts the
+    neurons v for which a match is the (greedy) or a (exact) v-minimal match.
+    """
     eps = check_eps(eps)
     problem = MatchProblem.from_vectors(a, b, device, dtype)
     reduced = problem.restrict(problem.all_a(), problem.all_b())
     ia, ib = fixed_point(reduced, reduced.all_a(), reduced.all_b(), eps)
-    return simple_matches_in(reduced, ia, ib, eps)
+    return simple_matches_in(reduced, ia, ib, eps, mode=mode, budget=budget)
