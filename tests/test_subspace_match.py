@@ -524,20 +524,24 @@ def test_whole_layer_epsilon_of_a_dead_layer_is_one_not_zero():
 
 
 def test_compare_layers_adds_the_chance_level_and_exact_simple_matches():
+    from repmatch.settings import ConfigError, section_settings
     from repmatch.subspace_match.compare import compare_layers
+
+    def settings(**values):
+        return section_settings("subspace_match", values)
 
     rng = np.random.default_rng(0)
     base = np.maximum(rng.normal(size=(40, 6, 5, 5)), 0)  # (n, C, H, W) ReLU maps
     a = base + 0.02 * rng.random(size=base.shape)
     b = np.concatenate([base[:, ::-1] * 2.0, np.maximum(rng.normal(size=(40, 2, 5, 5)), 0)], axis=1)
-    res = compare_layers(a, b, [0.1, 0.5], n_coords=300, repeats=2, simple_eps=0.1, simple_repeats=2, key="c",
-                         simple_mode="exact", chance_permutations=3)  # fmt: skip
+    res = compare_layers(a, b, settings(eps=[0.1, 0.5], n_coords=300, repeats=2, simple_eps=0.1, simple_repeats=2,
+                                        simple_mode="exact", chance_permutations=3), key="c")  # fmt: skip
     assert len(res.chance_whole_layer_eps) == 6 and all(len(v) == 6 for v in res.chance_similarity.values())
     assert np.mean(res.similarity[0.1]) == pytest.approx(12 / 14)  # the six shared channels match
     assert max(res.chance_similarity[0.1]) == 0.0  # and would not by chance
     assert res.simple_complete == [True, True] and res.simple_mode == "exact"
     assert sorted(len(s.a) + len(s.b) for r, s in res.simple if r == 0) == [2] * 6
-    plain = compare_layers(a, b, [0.1, 0.5], n_coords=300, repeats=2, simple_eps=0.1, key="c")
+    plain = compare_layers(a, b, settings(eps=[0.1, 0.5], n_coords=300, repeats=2, simple_eps=0.1, chance_permutations=0), key="c")
     assert plain.similarity == res.similarity and plain.chance_similarity == {}
-    with pytest.raises(ValueError, match="mode"):
-        compare_layers(a, b, [0.1], n_coords=300, repeats=1, simple_mode="all")
+    with pytest.raises(ConfigError, match="simple_mode"):
+        settings(eps=[0.1], n_coords=300, repeats=1, simple_mode="all")
