@@ -222,13 +222,12 @@ class _Layer:
             self._white = (vec * inv[:, None, :], keep.sum(-1), torch.where(keep, lam, torch.zeros_like(lam)))
         return self._white
 
-    def svcca_whitening(self, variance: float) -> tuple[torch.Tensor, torch.Tensor]:
-        w, rank, lam = self.whitening()
+    def svcca_rank(self, variance: float) -> torch.Tensor:
+        """SVCCA's k per resample: leading directions holding ``variance`` of the variance (at most the rank)."""
+        _, rank, lam = self.whitening()
         cum = torch.cumsum(lam, -1) / lam.sum(-1, keepdim=True)
         target = torch.full((cum.shape[0], 1), variance - 1e-12, dtype=cum.dtype, device=cum.device)
-        k = (torch.searchsorted(cum.contiguous(), target).squeeze(1) + 1).minimum(rank)
-        pos = torch.arange(lam.shape[-1], device=lam.device)[None, :]
-        return w * (pos < k[:, None])[:, None, :], k
+        return (torch.searchsorted(cum.contiguous(), target).squeeze(1) + 1).minimum(rank)
 
 
 def _sum_top_sqrt(gram: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -355,22 +354,27 @@ def _cov_measures(big_a, big_b, same, rows, w, seg_a, seg_b, span_a, span_b, eps
     if {"mean_cca", "svcca", "pwcca", "linear_regression"} & set(names):
         whites_a = [x.whitening() for x in layers_a]
         whites_b = whites_a if same else [x.whitening() for x in layers_b]
+        # T_ij = W_i^T C_ij W_j (canonical correlations = its singular values), once per pair;
+        # SVCCA's reduced layers are the leading columns of the same whitening (eigenvalues descending).
+        tmat = [[whites_a[i][0].transpose(1, 2) @ blocks[i][j] @ whites_b[j][0] for j in range(lb)] for i in range(la)]
         variants = []
         if "mean_cca" in names:
-            variants.append(("mean_cca", [(w_, r) for w_, r, _ in whites_a], [(w_, r) for w_, r, _ in whites_b]))
+            variants.append(("mean_cca", [r for _, r, _ in whites_a], [r for _, r, _ in whites_b]))
         if "svcca" in names:
             v = float(params.get("svcca_variance") or 0.99)
-            sva = [x.svcca_whitening(v) for x in layers_a]
-            variants.append(("svcca", sva, sva if same else [x.svcca_whitening(v) for x in layers_b]))
-        for name, wa_, wb_ in variants:
+            ka = [x.svcca_rank(v) for x in layers_a]
+            variants.append(("svcca", ka, ka if same else [x.svcca_rank(v) for x in layers_b]))
+        for name, ka_, kb_ in variants:
             res = torch.full((c, la, lb), nan, dtype=cross.dtype, device=cross.device)
             for i in range(la):
                 for j in range(lb):
-                    t = wa_[i][0].transpose(1, 2) @ blocks[i][j] @ wb_[j][0]
+                    t = tmat[i][j]
+                    if name == "svcca":
+                        t = t * (_leading(ka_[i], t.shape[1])[:, :, None] & _leading(kb_[j], t.shape[2])[:, None, :]).to(t.dtype)
                     g = t @ t.transpose(1, 2) if t.shape[1] <= t.shape[2] else t.transpose(1, 2) @ t
-                    k = torch.minimum(wa_[i][1], wb_[j][1])
+                    k = torch.minimum(ka_[i], kb_[j])
                     val = _sum_top_sqrt(g, k) / k
-                    ok = (wa_[i][1] + wb_[j][1] <= n - 1) & (k > 0)
+                    ok = (ka_[i] + kb_[j] <= n - 1) & (k > 0)
                     res[:, i, j] = torch.where(ok, val, torch.full_like(val, nan))
             out[name] = res
         if "pwcca" in names:
@@ -378,21 +382,25 @@ def _cov_measures(big_a, big_b, same, rows, w, seg_a, seg_b, span_a, span_b, eps
             proj_b = proj_a if same else [wh[0].transpose(1, 2) @ x.cov for wh, x in zip(whites_b, layers_b)]
             res = torch.full((c, la, lb), nan, dtype=cross.dtype, device=cross.device)
             res_b = torch.full((c, lb, la), nan, dtype=cross.dtype, device=cross.device)
+            want_back = "pwcca" in asym
             for i in range(la):
                 for j in range(lb):
                     ra, rb = whites_a[i][1], whites_b[j][1]
-                    t = whites_a[i][0].transpose(1, 2) @ blocks[i][j] @ whites_b[j][0]
+                    t = tmat[i][j]
                     ok = (ra + rb <= n - 1) & (ra > 0) & (rb > 0)
                     side_a = ra <= rb  # forward: variates of a when r_a <= r_b (the engine's rule)
                     side_b_back = rb <= ra  # backward value(b_j, a_i): variates of b when r_b <= r_a
-                    val_a = _pwcca_side(t, proj_a[i], ra) if bool((side_a | ~side_b_back).any()) else None
-                    val_b = _pwcca_side(t.transpose(1, 2), proj_b[j], rb) if bool((~side_a | side_b_back).any()) else None
+                    need_a = bool(side_a.any()) or (want_back and bool((~side_b_back).any()))
+                    need_b = bool((~side_a).any()) or (want_back and bool(side_b_back.any()))
+                    val_a = _pwcca_side(t, proj_a[i], ra) if need_a else None
+                    val_b = _pwcca_side(t.transpose(1, 2), proj_b[j], rb) if need_b else None
                     fwd_v = torch.where(side_a, _or(val_a, val_b), _or(val_b, val_a))
                     res[:, i, j] = torch.where(ok, fwd_v, torch.full_like(fwd_v, nan))
-                    back_v = torch.where(side_b_back, _or(val_b, val_a), _or(val_a, val_b))
-                    res_b[:, j, i] = torch.where(ok, back_v, torch.full_like(back_v, nan))
+                    if want_back:
+                        back_v = torch.where(side_b_back, _or(val_b, val_a), _or(val_a, val_b))
+                        res_b[:, j, i] = torch.where(ok, back_v, torch.full_like(back_v, nan))
             out["pwcca"] = res
-            if "pwcca" in asym:
+            if want_back:
                 back["pwcca"] = res_b
         if "linear_regression" in names:
             res = torch.full((c, la, lb), nan, dtype=cross.dtype, device=cross.device)
@@ -403,11 +411,16 @@ def _cov_measures(big_a, big_b, same, rows, w, seg_a, seg_b, span_a, span_b, eps
                     fw = (whites_a[i][0].transpose(1, 2) @ blk).square().sum((1, 2)) / tr_b[:, j]
                     res[:, i, j] = torch.where(whites_a[i][1] >= n - 1, torch.full_like(fw, nan), fw)
                     if "linear_regression" in asym:
-                        bw = (whites_b[j][0].transpose(1, 2) @ blk.transpose(1, 2)).square().sum((1, 2)) / tr_a[:, i]
+                        bw = (blk @ whites_b[j][0]).square().sum((1, 2)) / tr_a[:, i]
                         res_b[:, j, i] = torch.where(whites_b[j][1] >= n - 1, torch.full_like(bw, nan), bw)
             out["linear_regression"] = res
             if "linear_regression" in asym:
                 back["linear_regression"] = res_b
+
+
+def _leading(k: torch.Tensor, size: int) -> torch.Tensor:
+    """(c, size) mask of the first k[c] positions."""
+    return torch.arange(size, device=k.device)[None, :] < k[:, None]
 
 
 def _or(x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
@@ -458,7 +471,14 @@ def _cka_ratio(num: torch.Tensor, self_a: torch.Tensor, self_b: torch.Tensor) ->
 
 
 class _RbfLayers:
-    """RBF CKA per resample from each layer's original squared distances (sorted once)."""
+    """RBF CKA per resample from each layer's original squared distances (sorted once).
+
+    With multiplicities w and K the kernel on the original rows, the resample's centred kernel
+    is Kc = K - k 1' - 1 k' + kappa (k = K w / n, kappa = w'K w / n^2), and because the
+    weighted row sums of Lc vanish, <Kc, Lc>_w = <K, L>_w - 2 n sum_p w_p k_p l_p + n^2 kappa lambda,
+    with <K, L>_w = sum_pq w_p w_q K_pq L_pq: one matmul of the weighted kernels of all layers,
+    restricted to the rows the resample contains.
+    """
 
     def __init__(self, xa: list[torch.Tensor], xb: list[torch.Tensor], same: bool, sigma: float) -> None:
         self.same, self.sigma = same, sigma
@@ -473,14 +493,20 @@ class _RbfLayers:
         d2 = sq[:, None] + sq[None, :] - 2 * gram
         vals = d2[self.iu[0], self.iu[1]]
         vals, order = torch.sort(vals)
-        return d2, vals, self.iu[:, order]
+        return d2, vals, (self.iu[0] * d2.shape[0] + self.iu[1])[order]
 
-    def _median(self, w: torch.Tensor, vals: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        """numpy's median of the resample's n x n distance matrix, from multiplicities w (c, n)."""
+    @staticmethod
+    def _median(w: torch.Tensor, vals: torch.Tensor, flat_pairs: torch.Tensor) -> torch.Tensor:
+        """numpy's median of each resample's n x n distance matrix, from multiplicities w (c, n).
+
+        The resampled matrix holds d2[p, q] w_p w_q times (twice, by symmetry, for p < q) and
+        zeros sum_p w_p^2 times (its diagonal, repeats of a row included).
+        """
         n = w.shape[1]
         total = n * n
-        zeros = w.square().sum(-1)  # the diagonal of the resampled matrix (repeats of one row included)
-        cum = zeros[:, None] + torch.cumsum(2 * w[:, pairs[0]] * w[:, pairs[1]], dim=-1)
+        zeros = w.square().sum(-1)
+        outer = (w[:, :, None] * w[:, None, :]).reshape(w.shape[0], -1)
+        cum = zeros[:, None] + torch.cumsum(2 * outer[:, flat_pairs], dim=-1)
         out = []
         for k in ((total - 1) // 2, total // 2):
             kk = torch.full((w.shape[0], 1), float(k), dtype=cum.dtype, device=cum.device)
@@ -488,32 +514,35 @@ class _RbfLayers:
             out.append(torch.where(zeros <= k, vals[pos], torch.zeros_like(zeros)))
         return (out[0] + out[1]) / 2
 
-    def _kernels(self, w: torch.Tensor, layers: list) -> tuple[torch.Tensor, torch.Tensor]:
-        n = w.shape[1]
-        sw = w.sqrt()
-        scale = sw[:, :, None] * sw[:, None, :]
-        flat, ok = [], []
-        for d2, vals, pairs in layers:
-            med = self._median(w, vals, pairs)
-            good = med > 0
-            k = torch.exp(-d2[None] / (2 * self.sigma**2 * torch.where(good, med, torch.ones_like(med)))[:, None, None])
-            kw = (k @ w[:, :, None]).squeeze(-1) / n
-            kappa = (kw * w).sum(-1) / n
-            kc = k - kw[:, :, None] - kw[:, None, :] + kappa[:, None, None]
-            flat.append((kc * scale).reshape(w.shape[0], -1))
-            ok.append(good)
-        return torch.stack(flat, 1), torch.stack(ok, 1)
+    def _kernels(self, w: torch.Tensor, rows: torch.Tensor, meds: torch.Tensor, layers: list):
+        """Weighted kernels of one resample on its distinct rows: (L, m^2) stack, k (L, m), kappa (L,)."""
+        n = w.shape[0]
+        wu = w[rows]
+        sw = wu.sqrt()
+        scale = (sw[:, None] * sw[None, :]).reshape(-1)
+        flat, ks, kappas = [], [], []
+        for (d2, _, _), med in zip(layers, meds):
+            d2u = d2[rows][:, rows]
+            k = torch.exp(d2u * (-1.0 / (2 * self.sigma**2 * float(med)))) if med > 0 else torch.full_like(d2u, float("nan"))
+            kw = (k @ wu) / n
+            ks.append(kw)
+            kappas.append((kw * wu).sum() / n)
+            flat.append(k.reshape(-1) * scale)
+        return torch.stack(flat), torch.stack(ks), torch.stack(kappas)
 
     def grid(self, w: torch.Tensor) -> torch.Tensor:
+        n = w.shape[1]
+        meds_a = torch.stack([self._median(w, v, p) for _, v, p in self.a], 1)  # (c, L_a)
+        meds_b = meds_a if self.same else torch.stack([self._median(w, v, p) for _, v, p in self.b], 1)
         out = []
-        for b in range(w.shape[0]):  # one resample at a time: L kernels of n x n each
-            wb = w[b : b + 1]
-            ka, oka = self._kernels(wb, self.a)
-            kb, okb = (ka, oka) if self.same else self._kernels(wb, self.b)
-            num = ka @ kb.transpose(1, 2)
-            na = ka.square().sum(-1).sqrt()
-            nb = na if self.same else kb.square().sum(-1).sqrt()
-            val = num / (na[:, :, None] * nb[:, None, :])
-            mask = oka[:, :, None] & okb[:, None, :]
-            out.append(torch.where(mask, val, torch.full_like(val, float("nan"))))
-        return torch.cat(out, 0)
+        for b in range(w.shape[0]):
+            wb = w[b]
+            rows = torch.nonzero(wb > 0).squeeze(1)
+            wu = wb[rows]
+            ka, ka_k, ka_kap = self._kernels(wb, rows, meds_a[b], self.a)
+            kb, kb_k, kb_kap = (ka, ka_k, ka_kap) if self.same else self._kernels(wb, rows, meds_b[b], self.b)
+            cross = ka @ kb.T - 2 * n * (ka_k * wu) @ kb_k.T + n * n * ka_kap[:, None] * kb_kap[None, :]
+            self_a = (ka.square().sum(-1) - 2 * n * (ka_k.square() * wu).sum(-1) + n * n * ka_kap.square())
+            self_b = self_a if self.same else (kb.square().sum(-1) - 2 * n * (kb_k.square() * wu).sum(-1) + n * n * kb_kap.square())
+            out.append(cross / (self_a.sqrt()[:, None] * self_b.sqrt()[None, :]))
+        return torch.stack(out, 0)
