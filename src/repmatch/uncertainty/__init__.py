@@ -22,10 +22,11 @@ _LAZY = {
     "BootstrapGrids": "similarity_bootstrap", "bootstrap_similarity_grids": "similarity_bootstrap",
     "percentile_interval": "intervals", "t_interval": "intervals", "t_interval_from_summary": "intervals",
     "wilson_interval": "intervals", "clopper_pearson_interval": "intervals", "across_pairs": "intervals",
-    "AcrossPairs": "intervals",
+    "AcrossPairs": "intervals", "bootstrap_mean_interval": "intervals",
     "mcnemar_test": "significance", "holm": "significance", "binomial_test_vs_chance": "significance",
     "paired_bootstrap_pvalue": "significance", "more_similar_than_itself_counts": "significance",
     "permutation_test": "significance", "McNemarResult": "significance", "SelfSimilarityCounts": "significance",
+    "BinomialVsChance": "significance", "mcnemar_pvalue": "significance",
 }
 
 __all__ = sorted(_LAZY)

@@ -154,3 +154,17 @@ def across_pairs(grids: np.ndarray, level: float = 0.95) -> AcrossPairs:
     """
     mean, std, lo, hi, count = t_interval(np.asarray(grids, dtype=np.float64), level=level, axis=0)
     return AcrossPairs(mean, std, lo, hi, count)
+
+
+def bootstrap_mean_interval(values: np.ndarray, *, n_boot: int, seed: int, level: float = 0.95,
+                            axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of a mean over units along ``axis`` (e.g. the R coordinate
+    draws of a subspace match, when their distribution is skewed or bounded and a t interval
+    is doubtful). NaN units are dropped per cell."""
+    v = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.shape[0], size=(n_boot, v.shape[0]))
+    with np.errstate(all="ignore"), _quiet():
+        means = np.nanmean(v[idx], axis=1)
+    lo, hi, _ = percentile_interval(means, level=level, axis=0)
+    return lo, hi

@@ -493,10 +493,10 @@ class _RbfLayers:
         d2 = sq[:, None] + sq[None, :] - 2 * gram
         vals = d2[self.iu[0], self.iu[1]]
         vals, order = torch.sort(vals)
-        return d2, vals, (self.iu[0] * d2.shape[0] + self.iu[1])[order]
+        return d2, vals, self.iu[:, order].contiguous()
 
     @staticmethod
-    def _median(w: torch.Tensor, vals: torch.Tensor, flat_pairs: torch.Tensor) -> torch.Tensor:
+    def _median(w: torch.Tensor, vals: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         """numpy's median of each resample's n x n distance matrix, from multiplicities w (c, n).
 
         The resampled matrix holds d2[p, q] w_p w_q times (twice, by symmetry, for p < q) and
@@ -505,8 +505,9 @@ class _RbfLayers:
         n = w.shape[1]
         total = n * n
         zeros = w.square().sum(-1)
-        outer = (w[:, :, None] * w[:, None, :]).reshape(w.shape[0], -1)
-        cum = zeros[:, None] + torch.cumsum(2 * outer[:, flat_pairs], dim=-1)
+        wt = w.T.contiguous()  # (n, c): gathers of whole rows from a small table
+        prod = (wt.index_select(0, pairs[0]) * wt.index_select(0, pairs[1])).T.contiguous()
+        cum = zeros[:, None] + 2 * torch.cumsum(prod, dim=-1)
         out = []
         for k in ((total - 1) // 2, total // 2):
             kk = torch.full((w.shape[0], 1), float(k), dtype=cum.dtype, device=cum.device)
@@ -522,7 +523,7 @@ class _RbfLayers:
         scale = (sw[:, None] * sw[None, :]).reshape(-1)
         flat, ks, kappas = [], [], []
         for (d2, _, _), med in zip(layers, meds):
-            d2u = d2[rows][:, rows]
+            d2u = d2.index_select(0, rows).index_select(1, rows)
             k = torch.exp(d2u * (-1.0 / (2 * self.sigma**2 * float(med)))) if med > 0 else torch.full_like(d2u, float("nan"))
             kw = (k @ wu) / n
             ks.append(kw)
