@@ -504,15 +504,21 @@ class _RbfLayers:
         """
         n = w.shape[1]
         total = n * n
-        zeros = w.square().sum(-1)
-        wt = w.T.contiguous()  # (n, c): gathers of whole rows from a small table
-        prod = (wt.index_select(0, pairs[0]) * wt.index_select(0, pairs[1])).T.contiguous()
-        cum = zeros[:, None] + 2 * torch.cumsum(prod, dim=-1)
+        if n * n >= 2**31:
+            raise SimilarityInputError(f"rbf_cka bootstrap: {n} rows is too many for the exact resampled median")
+        # Multiplicities are small integers: int32 products and prefix sums are exact (n^2 < 2^31)
+        # and move half the bytes of float64; numpy's take along a row of a small table is the fastest gather here.
+        wn = w.detach().cpu().numpy().astype(np.int32)
+        pn = pairs.cpu().numpy()
+        prod = np.take(wn, pn[0], axis=1) * np.take(wn, pn[1], axis=1)
+        zeros_np = np.square(wn).sum(axis=1)
+        cum = torch.from_numpy(zeros_np[:, None] + 2 * np.cumsum(prod, axis=1, dtype=np.int64)).to(w.device)
+        zeros = torch.from_numpy(zeros_np).to(w.device)
         out = []
         for k in ((total - 1) // 2, total // 2):
-            kk = torch.full((w.shape[0], 1), float(k), dtype=cum.dtype, device=cum.device)
+            kk = torch.full((w.shape[0], 1), k, dtype=cum.dtype, device=cum.device)
             pos = torch.searchsorted(cum, kk, right=True).squeeze(1).clamp_max(vals.numel() - 1)
-            out.append(torch.where(zeros <= k, vals[pos], torch.zeros_like(zeros)))
+            out.append(torch.where(zeros <= k, vals[pos], torch.zeros((), dtype=vals.dtype, device=vals.device)))
         return (out[0] + out[1]) / 2
 
     def _kernels(self, w: torch.Tensor, rows: torch.Tensor, meds: torch.Tensor, layers: list):
