@@ -16,9 +16,11 @@ from repmatch.uncertainty import (
     bootstrap_similarity_grids,
     clopper_pearson_interval,
     holm,
+    mcnemar_one_sided_pvalue,
     mcnemar_pvalue,
     mcnemar_test,
     more_similar_than_itself_counts,
+    more_similar_than_itself_stitching,
     paired_bootstrap_pvalue,
     percentile_interval,
     permutation_test,
@@ -197,6 +199,31 @@ def test_mcnemar_hand_computed():
     assert mcnemar_pvalue(10, 0, "exact") == pytest.approx(2 / 1024)
     with pytest.raises(ValueError):
         mcnemar_test(np.array([0, 2]), np.array([1, 1]))
+
+
+def test_stitching_tie_is_not_significant_but_a_real_gap_is():
+    """The README's case: 0.974 vs 0.973 on 1000 test images (1 image apart) is a raw offender, not a
+    significant one; 0.990 vs 0.950 on the same images is significant."""
+    n = 1000
+    diag = np.zeros(n, dtype=bool)
+    diag[:973] = True
+    tie = np.zeros(n, dtype=bool)
+    tie[:970] = True
+    tie[973:977] = True  # 970 shared, 4 right only here, 3 right only on the diagonal: 974 vs 973
+    correct = np.ones((2, 2, n), dtype=bool)
+    correct[1, 1] = diag
+    correct[0, 1] = tie
+    correct[1, 0] = np.arange(n) < 900
+    res = more_similar_than_itself_stitching(correct)
+    assert res.raw == 1 and res.raw_cells == [(0, 1)] and res.significant == 0
+    # one-sided mid-p by hand: X ~ Bin(7, 1/2), b = 4: P(X > 4) + P(X = 4)/2 = (21 + 7 + 1)/128 + 35/256 = 93/256
+    assert res.p_values[0, 1] == pytest.approx(93 / 256)
+    assert mcnemar_one_sided_pvalue(4, 3, "exact") == pytest.approx((35 + 21 + 7 + 1) / 128)
+    strong = correct.copy()
+    strong[1, 1] = np.arange(n) < 950
+    strong[0, 1] = np.arange(n) < 990
+    res = more_similar_than_itself_stitching(strong)
+    assert res.raw == 1 and res.significant == 1
 
 
 def test_holm_hand_computed_and_nan():

@@ -27,6 +27,7 @@ _LAZY = {
     "paired_bootstrap_pvalue": "significance", "more_similar_than_itself_counts": "significance",
     "permutation_test": "significance", "McNemarResult": "significance", "SelfSimilarityCounts": "significance",
     "BinomialVsChance": "significance", "mcnemar_pvalue": "significance",
+    "mcnemar_one_sided_pvalue": "significance", "more_similar_than_itself_stitching": "significance",
 }
 
 __all__ = sorted(_LAZY)

@@ -187,6 +187,57 @@ def more_similar_than_itself_counts(
     )
 
 
+def mcnemar_one_sided_pvalue(b: int, c: int, method: str = "midp") -> float:
+    """One-sided McNemar p-value of H0 "the first cell is not more accurate" (b = right only in the first).
+
+    exact: P(X >= b), X ~ Bin(b + c, 1/2); mid-p: P(X > b) + P(X = b) / 2. No discordant images: 1.
+    """
+    if method not in ("exact", "midp"):
+        raise ValueError(f"method must be 'exact' or 'midp', got {method!r}")
+    m = b + c
+    if m == 0:
+        return 1.0
+    if method == "exact":
+        return float(stats.binom.sf(b - 1, m, 0.5))
+    return float(stats.binom.sf(b, m, 0.5) + 0.5 * stats.binom.pmf(b, m, 0.5))
+
+
+def more_similar_than_itself_stitching(
+    correct: np.ndarray, *, alpha: float = 0.05, correction: str = "holm", method: str = "midp",
+) -> SelfSimilarityCounts:
+    """"More similar than itself" for a within-network stitching grid, tested with McNemar.
+
+    ``correct``: (L, L, N) 0/1 per-image correctness of every stitched cell (j, i) (row = front
+    layer j, column = reference layer i, as in the sanity table) on the *same* N test images.
+    A cell (j, i), j != i, is a raw offender when its accuracy beats the diagonal (i, i); it is
+    tested with the one-sided McNemar test against (i, i) on the same images; p-values of all
+    tested cells are Holm-corrected together.
+    """
+    if correction not in ("holm", "none"):
+        raise ValueError(f"correction must be 'holm' or 'none', got {correction!r}")
+    cor = np.asarray(correct)
+    if cor.ndim != 3 or cor.shape[0] != cor.shape[1]:
+        raise ValueError(f"need (L, L, N) per-image correctness, got {cor.shape}")
+    cor = cor.astype(bool)
+    acc = cor.mean(axis=2)
+    lsz = acc.shape[0]
+    pvals = np.full(acc.shape, np.nan)
+    raw_cells = []
+    for i in range(lsz):
+        for j in range(lsz):
+            if j != i and acc[j, i] > acc[i, i]:
+                raw_cells.append((j, i))
+                b = int(np.sum(cor[j, i] & ~cor[i, i]))
+                c = int(np.sum(~cor[j, i] & cor[i, i]))
+                pvals[j, i] = mcnemar_one_sided_pvalue(b, c, method)
+    adj = holm(pvals) if correction == "holm" else pvals.copy()
+    sig_cells = [(j, i) for j, i in raw_cells if adj[j, i] <= alpha]
+    return SelfSimilarityCounts(
+        raw=len({i for _, i in raw_cells}), significant=len({i for _, i in sig_cells}), raw_cells=raw_cells,
+        significant_cells=sig_cells, p_values=pvals, p_adjusted=adj, alpha=alpha, correction=correction,
+    )
+
+
 # --- specificity ---------------------------------------------------------------------------------
 
 
