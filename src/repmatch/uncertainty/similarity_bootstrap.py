@@ -313,8 +313,8 @@ def _cov_measures(big_a, big_b, same, rows, w, seg_a, seg_b, span_a, span_b, eps
             ta = _hsic_terms(pa, seg_a)
             tb = ta if same else _hsic_terms(pb, seg_b)
             csq = seg_a @ prod.square() @ seg_b.T
-            self_sq_a = _block_diag_sq(pa.transpose(1, 2) @ pa if not same else prod, seg_a)
-            self_sq_b = self_sq_a if same else _block_diag_sq(pb.transpose(1, 2) @ pb, seg_b)
+            self_sq_a = _block_diag_sq(prod, seg_a) if same else _self_sq(pa, span_a)
+            self_sq_b = self_sq_a if same else _self_sq(pb, span_b)
             num, sa_, sb_ = _hsic1(csq, ta, tb, self_sq_a, self_sq_b, m)
             mb_num += num
             mb_self_a += sa_
@@ -335,8 +335,8 @@ def _cov_measures(big_a, big_b, same, rows, w, seg_a, seg_b, span_a, span_b, eps
     if "linear_cka" in names:
         out["linear_cka"] = csq / (fro_a[:, :, None] * fro_b[:, None, :])
     if "debiased_cka" in names:
-        ta, tb = _hsic_terms(fa, seg_a), None
-        tb = ta if same else _hsic_terms(fb, seg_b)
+        ta = _centred_hsic_terms(fa, seg_a)
+        tb = ta if same else _centred_hsic_terms(fb, seg_b)
         num, sa_, sb_ = _hsic1(csq, ta, tb, fro_a.square(), fro_b.square(), n)
         out["debiased_cka"] = _cka_ratio(num, sa_, sb_)
     if "procrustes" in names or "procrustes_distance" in names:
@@ -443,6 +443,11 @@ def _block_diag_sq(prod: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
     return torch.diagonal(seg @ prod.square() @ seg.T, dim1=1, dim2=2)
 
 
+def _self_sq(f: torch.Tensor, spans: list[slice]) -> torch.Tensor:
+    """||F_k^T F_k||_F^2 per layer k from per-layer products only (not the whole D x D product)."""
+    return torch.stack([(f[:, :, sl].transpose(1, 2) @ f[:, :, sl]).square().sum((1, 2)) for sl in spans], 1)
+
+
 def _hsic_terms(f: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-layer HSIC_1 pieces for rows f (c, m, D): a = row norms^2 (c, L, m), u = K~1 (c, L, m), 1'K~1 (c, L)."""
     a = (f.square() @ seg.T).transpose(1, 2)
@@ -450,6 +455,12 @@ def _hsic_terms(f: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch
     u = ((f * s[:, None, :]) @ seg.T).transpose(1, 2) - a
     ones = s.square() @ seg.T - a.sum(-1)
     return a, u, ones
+
+
+def _centred_hsic_terms(f: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_hsic_terms` for rows centred on their own mean: F^T 1 = 0, so u = -a and 1'K~1 = -sum(a)."""
+    a = (f.square() @ seg.T).transpose(1, 2)
+    return a, -a, -a.sum(-1)
 
 
 def _hsic1(csq, ta, tb, self_sq_a, self_sq_b, m):
