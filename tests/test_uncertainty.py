@@ -86,6 +86,17 @@ def test_gather_path_handles_per_position_and_matches_weighted_on_gap():
     np.testing.assert_allclose(pp.replicates["linear_cka"][0], fwd["linear_cka"], atol=1e-12)
 
 
+def test_zero_variance_layer_is_nan_like_the_engine():
+    a, b = _net(1), _net(2, widths=(4, 6, 3))
+    a["l1"] = np.full_like(a["l1"], 2.5)
+    res = bootstrap_similarity_grids(a, b, MEASURES, n_boot=3, seed=0, params=PARAMS, reverse=True)
+    for m in MEASURES:
+        assert np.isnan(res.replicates[m][:, 1, :]).all(), m
+        assert np.isfinite(res.replicates[m][:, 0, :]).all(), m
+        if m in res.backward:
+            assert np.isnan(res.backward[m][:, :, 1]).all(), m
+
+
 def test_resamples_are_seeded_and_shared_by_measures():
     a, b = _net(1), _net(2)
     both = bootstrap_similarity_grids(a, b, ["linear_cka", "mean_cca"], n_boot=6, seed=3)

@@ -137,11 +137,12 @@ def bootstrap_similarity_grids(
         fwd, bwd = _gather_path(acts_a, acts_b, names, idx, conv_mode, params, dtype, dev, same, reverse)
         return BootstrapGrids(names, fwd, {k: bwd[k] for k in asym}, idx, seed, "gather")
     view = next(iter(views))[0]
-    xa = [_centred(acts_a[k], view, dev, _DTYPES[dtype]) for k in acts_a]
-    xb = xa if same else [_centred(acts_b[k], view, dev, _DTYPES[dtype]) for k in acts_b]
+    xa, raw_a = zip(*[_centred(acts_a[k], view, dev, _DTYPES[dtype]) for k in acts_a])
+    xb, raw_b = (xa, raw_a) if same else zip(*[_centred(acts_b[k], view, dev, _DTYPES[dtype]) for k in acts_b])
     eps_a = [_source_eps(v) for v in acts_a.values()]
     eps_b = eps_a if same else [_source_eps(v) for v in acts_b.values()]
-    fwd, bwd = _weighted_path(xa, xb, eps_a, eps_b, names, asym, idx, dict(params or {}), same, chunk)
+    fwd, bwd = _weighted_path(list(xa), list(xb), eps_a, eps_b, names, asym, idx, dict(params or {}), same, chunk)
+    _mask_zero_variance(fwd, bwd, list(xa), list(xb), list(raw_a), list(raw_b), eps_a, eps_b, idx)
     return BootstrapGrids(names, fwd, bwd, idx, seed, "weighted")
 
 
@@ -151,9 +152,34 @@ def _width(shape: tuple[int, ...], conv_mode: str) -> int:
     return int(np.prod(shape[1:]))
 
 
-def _centred(arr: Any, view: Any, dev: torch.device, dt: torch.dtype) -> torch.Tensor:
+def _centred(arr: Any, view: Any, dev: torch.device, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer centred on the probe-set mean, and its uncentred squared row norms (the zero-variance scale)."""
     x = to_matrix(arr, view, dev, dt)
-    return x - x.mean(dim=0, keepdim=True)
+    return x - x.mean(dim=0, keepdim=True), x.square().sum(1)
+
+
+def _mask_zero_variance(fwd, bwd, xa, xb, raw_a, raw_b, eps_a, eps_b, idx) -> None:
+    """NaN for a layer with zero variance on a resample, by the engine's rule (centred norm at the
+    rounding level of the stored data): every measure is undefined there."""
+    n = xa[0].shape[0]
+    w = torch.as_tensor(bootstrap_counts(idx, n), dtype=xa[0].dtype, device=xa[0].device)
+
+    def bad(xs, raws, eps):
+        cols = []
+        for x, raw, e in zip(xs, raws, eps):
+            m = (w @ x) / n
+            tr = w @ x.square().sum(1) - n * m.square().sum(1)
+            cols.append(tr.clamp_min(0).sqrt() <= 4 * e * (w @ raw).sqrt())
+        return torch.stack(cols, 1).cpu().numpy()
+
+    ba = bad(xa, raw_a, eps_a)
+    bb = ba if xa is xb else bad(xb, raw_b, eps_b)
+    if not (ba.any() or bb.any()):
+        return
+    cell = ba[:, :, None] | bb[:, None, :]
+    for grids, mask in ((fwd, cell), (bwd, cell.transpose(0, 2, 1))):
+        for g in grids.values():
+            g[mask] = np.nan
 
 
 # --- gather path (reference) ---------------------------------------------------------------------
