@@ -140,23 +140,28 @@ def main() -> None:
     ap.add_argument("--naive-boot", type=int, default=2, help="resamples actually timed for the naive / gather baselines")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--per-measure", action="store_true", help="also time every measure alone")
+    ap.add_argument("--measures", nargs="+", default=MEASURES, help="measures to bootstrap (default: the 9 default ones)")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the naive / gather baselines and the ceiling")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     a, b = make_net(1, args.n), make_net(2, args.n)
+    measures = list(args.measures)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); n = {args.n}, B = {args.n_boot}, "
-          f"layers {SHAPES} (gap), measures {MEASURES}")
-    point(a, b, MEASURES)  # warm-up
-    t_point, _ = best_of(lambda: point(a, b, MEASURES), 3)
+          f"layers {SHAPES} (gap), measures {measures}")
+    point(a, b, measures)  # warm-up
+    t_point, _ = best_of(lambda: point(a, b, measures), 3)
     print(f"POINT  point-estimate grids, all measures, both orientations   {t_point:8.3f} s")
-    t_boot, res = best_of(lambda: boot(a, b, MEASURES, args.n_boot), 1)
+    t_boot, res = best_of(lambda: boot(a, b, measures, args.n_boot), 1)
     print(f"BOOT   weighted bootstrap B={args.n_boot} + percentile intervals   {t_boot:8.3f} s   "
           f"ratio BOOT/POINT {t_boot / t_point:6.1f}x   (target <= 5x)")
+    if args.no_baselines:
+        return
     idx = res.indices[: args.naive_boot]
-    t_nv, _ = best_of(lambda: naive(a, b, MEASURES, idx), 1)
+    t_nv, _ = best_of(lambda: naive(a, b, measures, idx), 1)
     t_naive = t_nv / len(idx) * args.n_boot
     print(f"NAIVE  per-pair public calls, {len(idx)} resamples -> scaled to B   {t_naive:8.3f} s   "
           f"ratio NAIVE/BOOT {t_naive / t_boot:6.1f}x   NAIVE/POINT {t_naive / t_point:6.1f}x")
-    t_g, _ = best_of(lambda: gather(a, b, MEASURES, idx), 1)
+    t_g, _ = best_of(lambda: gather(a, b, measures, idx), 1)
     t_gather = t_g / len(idx) * args.n_boot
     print(f"GATHER grid engine per resample, {len(idx)} resamples -> scaled   {t_gather:8.3f} s   "
           f"ratio GATHER/BOOT {t_gather / t_boot:6.1f}x")
@@ -165,7 +170,7 @@ def main() -> None:
     print(f"CEILING RBF kernel exponentials floor                          {t_rbf:8.3f} s   = {t_rbf / t_point:6.1f}x POINT")
     if args.per_measure:
         print("\nper measure (each alone):          point        boot     ratio")
-        for m in MEASURES:
+        for m in measures:
             tp, _ = best_of(lambda m=m: point(a, b, [m]), 2)
             tb, _ = best_of(lambda m=m: boot(a, b, [m], args.n_boot), 1)
             print(f"  {m:20s}          {tp:8.3f} s  {tb:8.3f} s  {tb / tp:6.1f}x")
