@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from repmatch.similarity import similarity_grids
+from repmatch.similarity import similarity_grids, similarity_table
 from repmatch.uncertainty import (
     across_pairs,
     binomial_test_vs_chance,
@@ -16,6 +16,7 @@ from repmatch.uncertainty import (
     bootstrap_similarity_grids,
     clopper_pearson_interval,
     holm,
+    interval_table,
     mcnemar_one_sided_pvalue,
     mcnemar_pvalue,
     mcnemar_test,
@@ -84,6 +85,21 @@ def test_gather_path_handles_per_position_and_matches_weighted_on_gap():
     fwd, _ = similarity_grids({k: v[rows] for k, v in a.items()}, {k: v[rows] for k, v in b.items()}, ["linear_cka"],
                               "per_position")
     np.testing.assert_allclose(pp.replicates["linear_cka"][0], fwd["linear_cka"], atol=1e-12)
+
+
+def test_interval_table_rows_match_similarity_table_and_bracket_the_point():
+    a, b = _net(1, n=150), _net(2, n=150, widths=(4, 6, 3))
+    ms = ["linear_cka", "pwcca", "linear_regression"]
+    point = similarity_table(a, b, "A", "B", ms, params=PARAMS)
+    res = bootstrap_similarity_grids(a, b, ms, n_boot=200, seed=0, params=PARAMS, reverse=True)
+    ci = interval_table(res, "A", "B", list(a), list(b), level=0.95)
+    keys = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method"]
+    merged = point.merge(ci, on=keys, how="outer", validate="one_to_one", indicator=True)
+    assert (merged["_merge"] == "both").all() and len(merged) == len(point)
+    assert (merged["n_boot"] == 200).all()
+    assert (merged["ci_low"] <= merged["ci_high"]).all()
+    lin = merged[merged["method"] == "linear_cka"]
+    assert ((lin["ci_low"] <= lin["value"]) & (lin["value"] <= lin["ci_high"])).all()
 
 
 def test_zero_variance_layer_is_nan_like_the_engine():

@@ -20,6 +20,7 @@ from typing import Any
 _LAZY = {
     "bootstrap_indices": "resample", "bootstrap_counts": "resample",
     "BootstrapGrids": "similarity_bootstrap", "bootstrap_similarity_grids": "similarity_bootstrap",
+    "interval_table": "similarity_bootstrap",
     "percentile_interval": "intervals", "t_interval": "intervals", "t_interval_from_summary": "intervals",
     "wilson_interval": "intervals", "clopper_pearson_interval": "intervals", "across_pairs": "intervals",
     "AcrossPairs": "intervals", "bootstrap_mean_interval": "intervals",

@@ -590,3 +590,31 @@ class _RbfLayers:
             self_b = self_a if self.same else (kb.square().sum(-1) - 2 * n * (kb_k.square() * wu).sum(-1) + n * n * kb_kap.square())
             out.append(cross / (self_a.sqrt()[:, None] * self_b.sqrt()[None, :]))
         return torch.stack(out, 0)
+
+
+def interval_table(res: BootstrapGrids, model_a: str, model_b: str, layers_a: Sequence[str], layers_b: Sequence[str],
+                   *, level: float = 0.95, layer_index_a: Mapping[str, int] | None = None,
+                   layer_index_b: Mapping[str, int] | None = None) -> Any:
+    """Tidy rows ``model_a, layer_a, index_a, model_b, layer_b, index_b, method, ci_low, ci_high, n_boot``
+    for every cell of ``res`` (backward grids as swapped rows, like ``similarity_table``), to merge
+    on the key columns with the point-estimate table."""
+    import pandas as pd
+
+    idx_a = dict(layer_index_a) if layer_index_a is not None else {k: i for i, k in enumerate(layers_a)}
+    idx_b = dict(layer_index_b) if layer_index_b is not None else {k: i for i, k in enumerate(layers_b)}
+
+    def frame(reps: np.ndarray, ma: str, na: Sequence[str], ia: Mapping[str, int], mb: str, nb: Sequence[str],
+              ib: Mapping[str, int], method: str) -> pd.DataFrame:
+        lo, hi, nv = percentile_interval(reps, level=level)
+        ga, gb = np.meshgrid(np.arange(len(na)), np.arange(len(nb)), indexing="ij")
+        la = [na[k] for k in ga.ravel()]
+        lb = [nb[k] for k in gb.ravel()]
+        return pd.DataFrame({
+            "model_a": ma, "layer_a": la, "index_a": np.array([ia[x] for x in la], dtype=np.int64),
+            "model_b": mb, "layer_b": lb, "index_b": np.array([ib[x] for x in lb], dtype=np.int64),
+            "method": method, "ci_low": lo.ravel(), "ci_high": hi.ravel(), "n_boot": nv.ravel().astype(np.int64),
+        })
+
+    frames = [frame(r, model_a, layers_a, idx_a, model_b, layers_b, idx_b, m) for m, r in res.replicates.items()]
+    frames += [frame(r, model_b, layers_b, idx_b, model_a, layers_a, idx_a, m) for m, r in res.backward.items()]
+    return pd.concat(frames, ignore_index=True)
