@@ -1,0 +1,342 @@
+"""Issue 14: bootstrap of the similarity grids, intervals, and the tests behind the sanity claims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from repmatch.similarity import similarity_grids, similarity_table
+from repmatch.uncertainty import (
+    across_pairs,
+    binomial_test_vs_chance,
+    bootstrap_counts,
+    bootstrap_indices,
+    bootstrap_mean_interval,
+    bootstrap_similarity_grids,
+    clopper_pearson_interval,
+    holm,
+    interval_table,
+    mcnemar_one_sided_pvalue,
+    mcnemar_pvalue,
+    mcnemar_test,
+    more_similar_than_itself_counts,
+    more_similar_than_itself_stitching,
+    paired_bootstrap_pvalue,
+    percentile_interval,
+    permutation_test,
+    t_interval,
+    t_interval_from_summary,
+    wilson_interval,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+MEASURES = ["linear_cka", "rbf_cka", "debiased_cka", "minibatch_cka", "mean_cca", "svcca", "pwcca", "procrustes",
+            "procrustes_distance", "linear_regression"]
+PARAMS = {"rbf_sigma": 0.8, "svcca_variance": 0.99, "minibatch_size": 25}
+
+
+def _net(seed: int, n: int = 90, widths=(3, 5, 6, 4), conv: bool = False) -> dict[str, np.ndarray]:
+    z = np.random.default_rng(0).standard_normal((n, 6))
+    r = np.random.default_rng(seed)
+    out = {}
+    for k, w in enumerate(widths):
+        x = np.tanh(z @ r.standard_normal((6, w))) + 0.3 * r.standard_normal((n, w))
+        if conv:
+            x = x[:, :, None, None] + 0.2 * r.standard_normal((n, w, 3, 3))
+        out[f"l{k}"] = x.astype(np.float32)
+    return out
+
+
+# --- the bootstrap engine ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_weighted_replicates_equal_engine_on_resampled_rows(same):
+    """Each weighted-path replicate equals the grid engine run on the gathered rows (duplicates
+    included), for every measure and both orientations of the asymmetric ones. The naive
+    reference is written here: gather, then the public similarity_grids."""
+    a = _net(1, conv=True)
+    b = a if same else _net(2, widths=(4, 6, 3), conv=True)
+    res = bootstrap_similarity_grids(a, b, MEASURES, n_boot=4, seed=7, params=PARAMS, same_model=same, reverse=not same)
+    assert res.path == "weighted" and res.n_boot == 4
+    for k, rows in enumerate(res.indices):
+        ga = {name: v[rows] for name, v in a.items()}
+        gb = ga if same else {name: v[rows] for name, v in b.items()}
+        fwd, bwd = similarity_grids(ga, gb, MEASURES, "gap", params=PARAMS, same_model=same, reverse=not same)
+        for m in MEASURES:
+            np.testing.assert_allclose(res.replicates[m][k], fwd[m], rtol=0, atol=1e-9, err_msg=m)
+            if m in bwd:
+                np.testing.assert_allclose(res.backward[m][k], bwd[m], rtol=0, atol=1e-9, err_msg=m)
+    if not same:
+        assert set(res.backward) == {"pwcca", "linear_regression"}
+
+
+def test_gather_path_handles_per_position_and_matches_weighted_on_gap():
+    a, b = _net(1, n=40, conv=True), _net(2, n=40, conv=True)
+    g = bootstrap_similarity_grids(a, b, ["linear_cka", "procrustes"], n_boot=3, seed=1, path="gather")
+    w = bootstrap_similarity_grids(a, b, ["linear_cka", "procrustes"], n_boot=3, seed=1, path="weighted")
+    for m in ("linear_cka", "procrustes"):
+        np.testing.assert_allclose(g.replicates[m], w.replicates[m], atol=1e-10)
+    pp = bootstrap_similarity_grids(a, b, ["linear_cka"], n_boot=2, seed=1, conv_mode="per_position")
+    assert pp.path == "gather"
+    rows = pp.indices[0]
+    fwd, _ = similarity_grids({k: v[rows] for k, v in a.items()}, {k: v[rows] for k, v in b.items()}, ["linear_cka"],
+                              "per_position")
+    np.testing.assert_allclose(pp.replicates["linear_cka"][0], fwd["linear_cka"], atol=1e-12)
+
+
+def test_interval_table_rows_match_similarity_table_and_bracket_the_point():
+    a, b = _net(1, n=150), _net(2, n=150, widths=(4, 6, 3))
+    ms = ["linear_cka", "pwcca", "linear_regression"]
+    point = similarity_table(a, b, "A", "B", ms, params=PARAMS)
+    res = bootstrap_similarity_grids(a, b, ms, n_boot=200, seed=0, params=PARAMS, reverse=True)
+    ci = interval_table(res, "A", "B", list(a), list(b), level=0.95)
+    keys = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method"]
+    merged = point.merge(ci, on=keys, how="outer", validate="one_to_one", indicator=True)
+    assert (merged["_merge"] == "both").all() and len(merged) == len(point)
+    assert (merged["n_boot"] == 200).all()
+    assert (merged["ci_low"] <= merged["ci_high"]).all()
+    lin = merged[merged["method"] == "linear_cka"]
+    assert ((lin["ci_low"] <= lin["value"]) & (lin["value"] <= lin["ci_high"])).all()
+
+
+def test_zero_variance_layer_is_nan_like_the_engine():
+    a, b = _net(1), _net(2, widths=(4, 6, 3))
+    a["l1"] = np.full_like(a["l1"], 2.5)
+    res = bootstrap_similarity_grids(a, b, MEASURES, n_boot=3, seed=0, params=PARAMS, reverse=True)
+    for m in MEASURES:
+        assert np.isnan(res.replicates[m][:, 1, :]).all(), m
+        assert np.isfinite(res.replicates[m][:, 0, :]).all(), m
+        if m in res.backward:
+            assert np.isnan(res.backward[m][:, :, 1]).all(), m
+
+
+def test_resamples_are_seeded_and_shared_by_measures():
+    a, b = _net(1), _net(2)
+    both = bootstrap_similarity_grids(a, b, ["linear_cka", "mean_cca"], n_boot=6, seed=3)
+    one = bootstrap_similarity_grids(a, b, ["mean_cca"], n_boot=6, seed=3)
+    np.testing.assert_array_equal(both.indices, one.indices)
+    np.testing.assert_allclose(both.replicates["mean_cca"], one.replicates["mean_cca"], atol=1e-12)
+    other = bootstrap_indices(90, 6, seed=4)
+    assert not np.array_equal(other, both.indices)
+    counts = bootstrap_counts(both.indices, 90)
+    assert np.all(counts.sum(1) == 90)
+    assert np.all(np.diff(both.indices, axis=1) >= 0)
+
+
+def _gaussian_pair(rng: np.random.Generator, n: int, rho: float, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.standard_normal((n, 3)) * scales
+    y = rho * x + np.sqrt(1 - rho**2) * rng.standard_normal((n, 3)) * scales
+    return x, y
+
+
+def test_linear_cka_interval_covers_population_value():
+    """95% percentile intervals of linear CKA cover the population value in >= 90% of 200 probe sets.
+
+    x ~ N(0, S), y = rho x + sqrt(1 - rho^2) e, e ~ N(0, S), S = diag(s^2): Sxx = Syy = S,
+    Sxy = rho S, so CKA = ||rho S||_F^2 / ||S||_F^2 = rho^2, whatever S. Checked against a huge sample too.
+    """
+    rho, scales, n = 0.6, np.array([1.0, 0.7, 0.4]), 400
+    population = rho**2
+    big = _gaussian_pair(np.random.default_rng(123), 400_000, rho, scales)
+    huge, _ = similarity_grids({"x": big[0]}, {"y": big[1]}, ["linear_cka"])
+    assert abs(huge["linear_cka"][0, 0] - population) < 5e-3
+    rng = np.random.default_rng(2024)
+    covered = 0
+    for sim in range(200):
+        x, y = _gaussian_pair(rng, n, rho, scales)
+        res = bootstrap_similarity_grids({"x": x}, {"y": y}, ["linear_cka"], n_boot=400, seed=sim)
+        lo, hi, nv = res.interval("linear_cka", level=0.95)
+        assert nv[0, 0] == 400
+        covered += int(lo[0, 0] <= population <= hi[0, 0])
+    assert covered >= 180, covered
+
+
+# --- "more similar than itself" ------------------------------------------------------------------
+
+
+def _tie_nets(seed: int, n: int = 300) -> tuple[dict, dict]:
+    """Column 1 is a planted tie: a_0 and a_1 relate to b_1 identically in the population
+    (the same signal plus independent noise of equal size); column 0 has a clear winner (b_0 ~ a_0)."""
+    rng = np.random.default_rng(seed)
+    z, e0, e1 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
+    a = {"l0": z + e0, "l1": z + e1}
+    b = {"l0": z + e0 + 0.05 * rng.standard_normal((n, 4)), "l1": z + 0.8 * rng.standard_normal((n, 4))}
+    return a, b
+
+
+def test_planted_tie_raw_count_one_significant_zero():
+    found = None
+    for seed in range(50):
+        a, b = _tie_nets(seed)
+        point, _ = similarity_grids(a, b, ["linear_cka"])
+        g = point["linear_cka"]
+        if g[0, 1] > g[1, 1]:  # a_0 beats the "diagonal" a_1 on column b_1 by chance
+            found = (seed, a, b, g)
+            break
+    assert found is not None
+    seed, a, b, g = found
+    res = bootstrap_similarity_grids(a, b, ["linear_cka"], n_boot=500, seed=seed)
+    counts = more_similar_than_itself_counts(g, res.replicates["linear_cka"], alpha=0.05)
+    assert counts.raw == 1 and counts.raw_cells == [(0, 1)]
+    assert counts.significant == 0
+    assert counts.p_adjusted[0, 1] > 0.05
+
+
+def test_planted_real_difference_is_significant():
+    """Power check: when a_0 is truly closer to b_1 than a_1 is, the count is significant."""
+    rng = np.random.default_rng(5)
+    n = 300
+    z = rng.standard_normal((n, 4))
+    a = {"l0": z + 0.3 * rng.standard_normal((n, 4)), "l1": z + 1.5 * rng.standard_normal((n, 4))}
+    b = {"l0": a["l0"] + 0.05 * rng.standard_normal((n, 4)), "l1": z + 0.3 * rng.standard_normal((n, 4))}
+    point, _ = similarity_grids(a, b, ["linear_cka"])
+    res = bootstrap_similarity_grids(a, b, ["linear_cka"], n_boot=300, seed=0)
+    counts = more_similar_than_itself_counts(point["linear_cka"], res.replicates["linear_cka"])
+    assert counts.raw == 1 and counts.significant == 1
+
+
+def test_distance_measure_flips_the_direction():
+    point = np.array([[0.0, 0.5], [0.9, 0.6]])  # distances: column 1, row 0 (0.5) is *closer* than the diagonal (0.6)
+    reps = np.broadcast_to(point, (50, 2, 2)) + np.random.default_rng(0).normal(0, 1e-3, (50, 2, 2))
+    c = more_similar_than_itself_counts(point, reps, larger_is_similar=False)
+    assert c.raw == 1 and c.significant == 1 and c.raw_cells == [(0, 1)]
+
+
+# --- McNemar, Holm, binomial, permutation --------------------------------------------------------
+
+
+def test_mcnemar_hand_computed():
+    """7 images right only in cell 1, 2 right only in cell 2 (and 41 concordant).
+    Bin(9, 1/2): P(X <= 2) = (1 + 9 + 36) / 512 = 46/512, P(X = 2) = 36/512.
+    exact p = 2 * 46/512 = 0.1796875; mid-p = 92/512 - 36/512 = 56/512 = 0.109375."""
+    c1 = np.array([1] * 7 + [0] * 2 + [1] * 30 + [0] * 11)
+    c2 = np.array([0] * 7 + [1] * 2 + [1] * 30 + [0] * 11)
+    ex = mcnemar_test(c1, c2, method="exact")
+    mid = mcnemar_test(c1, c2, method="midp")
+    assert (ex.b, ex.c) == (7, 2)
+    assert ex.p_value == pytest.approx(92 / 512, abs=1e-12)
+    assert mid.p_value == pytest.approx(56 / 512, abs=1e-12)
+    assert mcnemar_test(c2, c1, "exact").p_value == pytest.approx(ex.p_value)
+    assert mcnemar_pvalue(0, 0) == 1.0
+    assert mcnemar_pvalue(5, 5, "exact") == 1.0
+    # 10 vs 0: exact 2 / 2^10
+    assert mcnemar_pvalue(10, 0, "exact") == pytest.approx(2 / 1024)
+    with pytest.raises(ValueError):
+        mcnemar_test(np.array([0, 2]), np.array([1, 1]))
+
+
+def test_stitching_tie_is_not_significant_but_a_real_gap_is():
+    """The README's case: 0.974 vs 0.973 on 1000 test images (1 image apart) is a raw offender, not a
+    significant one; 0.990 vs 0.950 on the same images is significant."""
+    n = 1000
+    diag = np.zeros(n, dtype=bool)
+    diag[:973] = True
+    tie = np.zeros(n, dtype=bool)
+    tie[:970] = True
+    tie[973:977] = True  # 970 shared, 4 right only here, 3 right only on the diagonal: 974 vs 973
+    correct = np.ones((2, 2, n), dtype=bool)
+    correct[1, 1] = diag
+    correct[0, 1] = tie
+    correct[1, 0] = np.arange(n) < 900
+    res = more_similar_than_itself_stitching(correct)
+    assert res.raw == 1 and res.raw_cells == [(0, 1)] and res.significant == 0
+    # one-sided mid-p by hand: X ~ Bin(7, 1/2), b = 4: P(X > 4) + P(X = 4)/2 = (21 + 7 + 1)/128 + 35/256 = 93/256
+    assert res.p_values[0, 1] == pytest.approx(93 / 256)
+    assert mcnemar_one_sided_pvalue(4, 3, "exact") == pytest.approx((35 + 21 + 7 + 1) / 128)
+    strong = correct.copy()
+    strong[1, 1] = np.arange(n) < 950
+    strong[0, 1] = np.arange(n) < 990
+    res = more_similar_than_itself_stitching(strong)
+    assert res.raw == 1 and res.significant == 1
+
+
+def test_holm_hand_computed_and_nan():
+    p = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    np.testing.assert_allclose(holm(p)[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(holm(p)[4])
+    assert np.all(holm(np.array([0.5, 0.9])) <= 1.0)
+
+
+def test_binomial_intervals_and_test():
+    lo, hi = wilson_interval(5, 10)
+    assert (float(lo), float(hi)) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    lo, hi = clopper_pearson_interval(5, 10)
+    assert (float(lo), float(hi)) == pytest.approx((0.1871, 0.8129), abs=1e-4)
+    lo, hi = wilson_interval(0, 20)
+    assert float(lo) == 0.0 and 0 < float(hi) < 0.2
+    r = binomial_test_vs_chance(31, 36, 1 / 6)
+    assert r.p_value == pytest.approx(stats.binomtest(31, 36, 1 / 6, alternative="greater").pvalue, rel=1e-9)
+    assert r.ci_low <= 31 / 36 <= r.ci_high and r.ci_low > 1 / 6
+    assert binomial_test_vs_chance(1, 6, 1 / 6).p_value > 0.5
+
+
+def test_wilson_coverage_simulated():
+    rng = np.random.default_rng(0)
+    n, p = 36, 0.8
+    k = rng.binomial(n, p, size=4000)
+    lo, hi = wilson_interval(k, np.full_like(k, n))
+    assert np.mean((lo <= p) & (p <= hi)) >= 0.93
+
+
+def test_permutation_exact_hand_computed():
+    # x = {3, 4}, y = {1, 2}: obs = 2; of the 6 splits, |diff| >= 2 for {3,4} and {1,2}: p = 1/3
+    obs, p = permutation_test([3, 4], [1, 2])
+    assert obs == 2.0 and p == pytest.approx(1 / 3)
+    obs, p = permutation_test([3, 4], [1, 2], alternative="greater")
+    assert p == pytest.approx(1 / 6)
+
+
+def test_permutation_monte_carlo_detects_shift_and_not_noise():
+    rng = np.random.default_rng(1)
+    _, p_shift = permutation_test(rng.normal(1, 1, 30), rng.normal(0, 1, 30), n_perm=2000)
+    _, p_null = permutation_test(rng.normal(0, 1, 30), rng.normal(0, 1, 30), n_perm=2000)
+    assert p_shift < 0.01 and p_null > 0.05
+
+
+def test_paired_bootstrap_pvalue_bounds():
+    x = np.linspace(0, 1, 99)
+    assert paired_bootstrap_pvalue(x + 1, x, "greater") == pytest.approx(1 / 100)
+    assert paired_bootstrap_pvalue(x, x + 1, "greater") == pytest.approx(1.0)
+    assert paired_bootstrap_pvalue(x, x + 1, "two-sided") == pytest.approx(2 / 100)
+
+
+# --- t intervals, across pairs, percentile -------------------------------------------------------
+
+
+def test_t_interval_matches_scipy_and_summary_form():
+    v = np.array([0.61, 0.72, 0.66, 0.69])
+    mean, std, lo, hi, count = t_interval(v)
+    ref = stats.t.interval(0.95, df=3, loc=v.mean(), scale=stats.sem(v))
+    assert (float(lo), float(hi)) == pytest.approx(ref)
+    lo2, hi2 = t_interval_from_summary(v.mean(), v.std(), 4, ddof=0)  # the subspace table stores np.std
+    assert (float(lo2), float(hi2)) == pytest.approx(ref)
+    _, _, lo1, hi1, c1 = t_interval(np.array([0.5]))
+    assert np.isnan(lo1) and c1 == 1
+
+
+def test_across_pairs_grid():
+    grids = np.stack([np.full((2, 3), x) for x in (0.1, 0.2, 0.3)])
+    grids[0, 0, 0] = np.nan
+    agg = across_pairs(grids)
+    assert agg.mean.shape == (2, 3) and agg.count[0, 0] == 2 and agg.count[1, 1] == 3
+    assert agg.ci_low[1, 1] < 0.2 < agg.ci_high[1, 1]
+    assert agg.std[1, 1] == pytest.approx(0.1)
+
+
+def test_percentile_interval_drops_nan_resamples():
+    reps = np.arange(100, dtype=float).reshape(100, 1)
+    reps[:10] = np.nan
+    lo, hi, nv = percentile_interval(reps, level=0.9)
+    assert nv[0] == 90 and lo[0] == pytest.approx(np.quantile(np.arange(10, 100), 0.05))
+    lo, hi, nv = percentile_interval(np.full((5, 1), np.nan))
+    assert np.isnan(lo[0]) and nv[0] == 0
+
+
+def test_bootstrap_mean_interval_over_draws():
+    v = np.random.default_rng(0).normal(0.5, 0.1, size=(16, 3))
+    lo, hi = bootstrap_mean_interval(v, n_boot=2000, seed=0)
+    assert np.all(lo < v.mean(0)) and np.all(v.mean(0) < hi)
