@@ -12,29 +12,14 @@ Modules (pure functions: arrays in, arrays / small dataclasses out; no config di
   p-values, the "more similar than itself" raw / significant counts, permutation test.
 """
 
-from __future__ import annotations
+from .._exports import lazy
 
-import importlib
-from typing import Any
-
-_LAZY = {
-    "bootstrap_indices": "resample", "bootstrap_counts": "resample",
-    "BootstrapGrids": "similarity_bootstrap", "bootstrap_similarity_grids": "similarity_bootstrap",
-    "interval_table": "similarity_bootstrap",
-    "percentile_interval": "intervals", "t_interval": "intervals", "t_interval_from_summary": "intervals",
-    "wilson_interval": "intervals", "clopper_pearson_interval": "intervals", "across_pairs": "intervals",
-    "AcrossPairs": "intervals", "bootstrap_mean_interval": "intervals",
-    "mcnemar_test": "significance", "holm": "significance", "binomial_test_vs_chance": "significance",
-    "paired_bootstrap_pvalue": "significance", "more_similar_than_itself_counts": "significance",
-    "permutation_test": "significance", "McNemarResult": "significance", "SelfSimilarityCounts": "significance",
-    "BinomialVsChance": "significance", "mcnemar_pvalue": "significance",
-    "mcnemar_one_sided_pvalue": "significance", "more_similar_than_itself_stitching": "significance",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy(__name__, {
+    "resample": ["bootstrap_counts", "bootstrap_indices"],
+    "similarity_bootstrap": ["BootstrapGrids", "bootstrap_similarity_grids", "interval_table"],
+    "intervals": ["AcrossPairs", "across_pairs", "bootstrap_mean_interval", "clopper_pearson_interval",
+                  "percentile_interval", "t_interval", "t_interval_from_summary", "wilson_interval"],
+    "significance": ["BinomialVsChance", "McNemarResult", "SelfSimilarityCounts", "binomial_test_vs_chance", "holm",
+                     "mcnemar_one_sided_pvalue", "mcnemar_pvalue", "mcnemar_test", "more_similar_than_itself_counts",
+                     "more_similar_than_itself_stitching", "paired_bootstrap_pvalue", "permutation_test"],
+})  # fmt: skip
