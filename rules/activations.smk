@@ -20,3 +20,25 @@ rule activations:
         "../envs/activations.yaml"
     script:
         "../scripts/activations.py"
+
+
+rule subspace_activations:
+    input:
+        split=paths.split(),
+        checkpoint=paths.checkpoint("{model}"),
+        metrics=paths.metrics("{model}"),
+    output:
+        directory(paths.subspace_activations("{model}")),
+    params:
+        data=SETTINGS.data.result_params(),
+        layers=SETTINGS.model.layer_names,
+        activations=result_params(SETTINGS.activations),
+        n_probe=SETTINGS.subspace_match.n_probe,
+    resources:
+        gpu=GPUS_PER_JOB,
+    log:
+        paths.log("activations", "{model}.subspace"),
+    conda:
+        "../envs/activations.yaml"
+    script:
+        "../scripts/activations.py"

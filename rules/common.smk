@@ -54,6 +54,11 @@ def pair_activations(wildcards):
     return {"a": paths.activations(a), "b": paths.activations(b)}
 
 
+def pair_subspace_activations(wildcards):
+    a, b = parse_pair_id(wildcards.pair)
+    return {"a": paths.subspace_activations(a), "b": paths.subspace_activations(b)}
+
+
 def pair_checkpoints(wildcards):
     """Both checkpoints of a pair, and the metrics holding their recorded sha256."""
     a, b = parse_pair_id(wildcards.pair)

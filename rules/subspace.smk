@@ -5,7 +5,7 @@
 
 rule subspace_pair:
     input:
-        unpack(pair_activations),
+        unpack(pair_subspace_activations),
     output:
         table=paths.pair_table("subspace_match", "{pair}"),
         simple=paths.subspace_simple_table("{pair}"),

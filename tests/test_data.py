@@ -81,3 +81,18 @@ def test_bad_sizes_are_named():
         load_splits(section_settings("data", {"name": "mnist5k", "n_test": 100, "n_probe": 101}))
     with pytest.raises(DataError, match="n_test"):
         load_splits(section_settings("data", {"name": "mnist5k", "n_test": 5000}))
+
+
+def test_the_subspace_probe_set_is_test_data_only(mnist_splits):
+    """The subspace match's own probe set: the whole test split by default, or a seeded subset of it;
+    never a training sample."""
+    train_ids = set(mnist_splits.train.ids.tolist())
+    whole = mnist_splits.subspace_probe(None, seed=0)
+    assert np.array_equal(whole.ids, mnist_splits.test.ids)
+    part = mnist_splits.subspace_probe(300, seed=0)
+    assert len(part) == 300 and set(part.ids.tolist()) <= set(mnist_splits.test.ids.tolist())
+    assert not train_ids & set(part.ids.tolist()) and not train_ids & set(whole.ids.tolist())
+    assert np.array_equal(part.ids, mnist_splits.subspace_probe(300, seed=0).ids)  # seeded, sorted
+    assert np.all(np.diff(part.ids) > 0)
+    with pytest.raises(DataError, match="subspace_match.n_probe"):
+        mnist_splits.subspace_probe(len(mnist_splits.test) + 1, seed=0)

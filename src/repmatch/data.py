@@ -74,6 +74,20 @@ class Splits:
     num_classes: int
     fingerprint: str
 
+    def subspace_probe(self, n: int | None, seed: int) -> ArrayDataset:
+        """The subspace match's own probe set: the whole test split (``n`` None, as Wang et al., who
+        use all 10,000 CIFAR-10 test images) or ``n`` test samples of a seeded permutation.
+
+        Why its own: the similarity probe set is sized for n x n kernels; the subspace match's chance
+        level sqrt(1 - k/D) depends on D, so flat layers need as many inputs as can be had. It is a
+        subset of the test split, so it never overlaps the training data.
+        """
+        if n is None:
+            return self.test
+        if not 0 < n <= len(self.test):
+            raise DataError(f"subspace_match.n_probe={n} must be between 1 and the test-set size {len(self.test)}")
+        return self.test.subset(np.sort(np.random.default_rng(seed).permutation(len(self.test))[:n]))
+
     @property
     def in_channels(self) -> int:
         return int(self.train.x.shape[1])

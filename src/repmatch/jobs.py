@@ -39,6 +39,10 @@ class Job:
         return self.smk.wildcards
 
     @property
+    def rule(self) -> str:
+        return str(self.smk.rule)
+
+    @property
     def threads(self) -> int:
         return int(self.smk.threads)
 

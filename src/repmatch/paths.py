@@ -40,7 +40,13 @@ def training_summary() -> str:
 
 
 def activations(model: str) -> str:
+    """The probe-set activation cache (similarity indices)."""
     return _r("activations", model)
+
+
+def subspace_activations(model: str) -> str:
+    """The subspace match's own probe-set cache (``subspace_match.n_probe``)."""
+    return _r("activations_subspace", model)
 
 
 # --- pairwise families -----------------------------------------------------------------------

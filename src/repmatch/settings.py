@@ -108,6 +108,7 @@ class SimilaritySettings:
 @dataclass(frozen=True)
 class SubspaceSettings:
     eps: tuple[float, ...]
+    n_probe: int | None
     n_coords: int
     repeats: int
     layer_pairs: str
@@ -392,6 +393,9 @@ def check_semantics(s: Settings) -> None:
             errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training images of {s.data.name}")
     if s.data.n_probe > n_test_total:
         errors.append(f"  at data.n_probe: {s.data.n_probe} probe samples do not fit the test set of {n_test_total}")
+    if s.subspace_match.n_probe is not None and s.subspace_match.n_probe > n_test_total:
+        errors.append(f"  at subspace_match.n_probe: {s.subspace_match.n_probe} probe samples do not fit the test set "
+                      f"of {n_test_total}")
 
     from .similarity.registry import MEASURES
 

@@ -14,7 +14,7 @@ from ..device import resolve_device
 from ..io import write_json, write_table
 from ..models import load_trained, save_checkpoint, select_layers
 from ..naming import parse_model_id
-from ..settings import ActivationSettings, DataSettings, ModelSettings, TrainSettings
+from ..settings import ActivationSettings, DataSettings, ModelSettings, SubspaceSettings, TrainSettings
 
 PathLike = str | os.PathLike[str]
 
@@ -51,18 +51,22 @@ def train_stage(
 def activations_stage(
     model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings, device_spec: str,
     split_json: PathLike, checkpoint: PathLike, metrics_json: PathLike, out_dir: PathLike, log: logging.Logger,
+    subspace: SubspaceSettings | None = None,
 ) -> Path:  # fmt: skip
-    """Cache the probe-set activations of the configured layers of one trained network."""
+    """Cache the activations of the configured layers of one trained network on the probe set
+    (``subspace`` given: on the subspace match's own probe set, ``subspace.n_probe``)."""
     from .activations import extract_activations, write_cache
 
     splits = load_recorded_split(data, split_json)
+    probe = splits.probe if subspace is None else splits.subspace_probe(subspace.n_probe, data.split_seed)
     device = resolve_device(device_spec)
     net = load_trained(checkpoint, metrics_json, device)
     layers = select_layers(net, model_settings.layers)
-    acts = extract_activations(net, splits.probe.x, layers, activations.batch_size, device, activations.dtype)
-    meta = {"model": model, "checkpoint": str(checkpoint), "dataset": splits.name, "split_fingerprint": splits.fingerprint}
-    path = write_cache(out_dir, acts, splits.probe.ids, meta)
-    log.info("%s: cached %d layers for %d probe samples in %s", model, len(acts), len(splits.probe), path)
+    acts = extract_activations(net, probe.x, layers, activations.batch_size, device, activations.dtype)
+    meta = {"model": model, "checkpoint": str(checkpoint), "dataset": splits.name, "split_fingerprint": splits.fingerprint,
+            "probe_set": "similarity" if subspace is None else "subspace_match"}  # fmt: skip
+    path = write_cache(out_dir, acts, probe.ids, meta)
+    log.info("%s: cached %d layers for %d probe samples in %s", model, len(acts), len(probe), path)
     return path
 
 
