@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_dir, read_json, write_json
+from ..io import sha256_of_file as sha256_file
 from ..models import StitchableNet
 
 MANIFEST = "manifest.json"
@@ -32,14 +33,6 @@ FORMAT_VERSION = 1
 
 class CacheError(RuntimeError):
     """An activation cache is missing, corrupt, or does not match what the caller expects."""
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def ids_digest(ids: Sequence[int] | np.ndarray) -> str:
