@@ -65,6 +65,16 @@ def pair_checkpoints(wildcards):
     return {"a": paths.checkpoint(a), "b": paths.checkpoint(b), "metrics_a": paths.metrics(a), "metrics_b": paths.metrics(b)}
 
 
+def sanity_inputs(wildcards):
+    """The aggregated table of every family that this experiment runs."""
+    inputs = {"similarity": paths.aggregate("similarity")}
+    if STITCHING_PAIRS:
+        inputs["stitching"] = paths.aggregate("stitching")
+    if SUBSPACE_PAIRS:
+        inputs["subspace_match"] = paths.aggregate("subspace_match")
+    return inputs
+
+
 def figure_outputs(folder, names, caption, category):
     """Named figure outputs (PNG + PDF); only the PNGs go into the HTML report."""
     return {

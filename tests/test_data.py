@@ -96,3 +96,10 @@ def test_the_subspace_probe_set_is_test_data_only(mnist_splits):
     assert np.all(np.diff(part.ids) > 0)
     with pytest.raises(DataError, match="subspace_match.n_probe"):
         mnist_splits.subspace_probe(len(mnist_splits.test) + 1, seed=0)
+
+
+def test_every_listed_dataset_has_its_normalisation_and_sizes():
+    from repmatch import data, datasets
+
+    assert set(data._NORMALISATION) == set(datasets.DATASETS)
+    assert set(datasets.TORCHVISION_SIZES) == set(datasets.DATASETS) - {"mnist5k"}

@@ -117,8 +117,43 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imports_of(path: Path, module: str | None) -> tuple[set[str], set[str]]:
-    """(third-party top-level names, repmatch modules) imported anywhere in ``path``."""
+def _is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+
+
+def _walk(node: ast.AST):
+    """``ast.walk`` without ``if TYPE_CHECKING:`` blocks (imports for annotations never run)."""
+    todo = [node]
+    while todo:
+        node = todo.pop()
+        if _is_type_checking(node):
+            continue
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def _nodes(tree: ast.Module, functions: set[str] | None):
+    """Every node of ``tree``, or (``functions`` given) the module-level ones outside any function
+    plus those inside the named functions: a script runs only the stage functions it calls."""
+    if functions is None:
+        yield from _walk(tree)
+        return
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if _is_type_checking(node):
+            continue
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if node.name in functions:
+                yield from _walk(node)
+            continue
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def _imports_of(path: Path, module: str | None, functions: set[str] | None = None) -> tuple[set[str], set[str]]:
+    """(third-party top-level names, repmatch modules) imported in ``path`` (everywhere, or at module
+    level plus inside ``functions``)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     is_pkg = path.name == "__init__.py"
     package = module if is_pkg else (module.rpartition(".")[0] if module else None)
@@ -133,7 +168,7 @@ def _imports_of(path: Path, module: str | None) -> tuple[set[str], set[str]]:
         elif top not in sys.stdlib_module_names and top != "__future__":
             third.add(top)
 
-    for node in ast.walk(tree):
+    for node in _nodes(tree, functions):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name)
@@ -159,10 +194,29 @@ def _imports_of(path: Path, module: str | None) -> tuple[set[str], set[str]]:
     return third, local
 
 
+def _called_stages(script: Path) -> dict[str, set[str]]:
+    """``{module: {function names}}`` the script imports from repmatch modules (its stage functions)."""
+    called: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("repmatch"):
+            names = {a.name for a in node.names if not _module_file(f"{node.module}.{a.name}")}
+            called.setdefault(node.module, set()).update(names)
+    return called
+
+
 def _third_party_closure(script: Path) -> set[str]:
+    """Third-party packages a script needs: the modules it imports stage functions from count with
+    their module-level imports and the lazy imports inside those functions; every other repmatch
+    module reached counts whole (module level and every function)."""
     third, todo = _imports_of(script, None)
+    called = _called_stages(script)
     seen: set[str] = set()
-    todo = set(todo)
+    for mod, functions in called.items():
+        seen.add(mod)
+        t, l2 = _imports_of(_module_file(mod), mod, functions)
+        third |= t
+        todo |= l2
+    todo = set(todo) - seen
     while todo:
         mod = todo.pop()
         if mod in seen:

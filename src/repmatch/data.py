@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .datasets import DATASETS
+
 if TYPE_CHECKING:
     from .settings import DataSettings
 
@@ -31,17 +33,6 @@ _NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 _TORCHVISION_CLASS = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
-DATASETS = tuple(_NORMALISATION)
-#: (training, test) images of the torchvision datasets' official splits.
-_SIZES = {"mnist": (60_000, 10_000), "fashionmnist": (60_000, 10_000), "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
-MNIST5K_SIZE = 5_000
-
-
-def dataset_sizes(name: str, n_test: int) -> tuple[int, int]:
-    """(training, test) set sizes of dataset ``name`` before any subsampling (for checks at parse time)."""
-    if name == "mnist5k":
-        return MNIST5K_SIZE - n_test, n_test
-    return _SIZES[name]
 
 
 class DataError(RuntimeError):

@@ -249,7 +249,7 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints (torch zip files)
+# Checksums and torch zip files (saving and loading them is repmatch.models': io stays torch-free)
 
 
 class ChecksumError(RuntimeError):
@@ -266,30 +266,6 @@ def sha256_of_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def torch_bytes(obj: Any) -> bytes:
-    """``torch.save(obj)`` into memory.
-
-    Why a buffer: ``torch.save`` to a file names the zip's records after the file, so saving
-    to a random temp name put that name inside the checkpoint and the same weights gave a
-    different file each run. From a buffer the records are always ``archive/...``, and the
-    same object gives the same bytes.
-    """
-    import torch
-
-    buf = _io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def save_torch(obj: Any, path: str | os.PathLike[str]) -> str:
-    """Save ``obj`` (e.g. ``{"meta": ..., "state_dict": ...}``) atomically; return the file's sha256.
-
-    The same object gives a byte-identical file; record the returned digest (training puts
-    it in ``metrics.json``) and pass it to :func:`load_torch` to verify the file later.
-    """
-    return write_bytes_atomic(torch_bytes(obj), path)
 
 
 def verify_torch_file(path: str | os.PathLike[str], expected_sha256: str | None = None) -> bytes:
@@ -321,18 +297,6 @@ def verify_torch_file(path: str | os.PathLike[str], expected_sha256: str | None 
     if bad is not None:
         raise ChecksumError(f"{path} is corrupt: record {bad!r} fails its CRC-32 check; delete it and rerun the job that makes it")
     return data
-
-
-def load_torch(path: str | os.PathLike[str], expected_sha256: str | None = None, **load_kwargs: Any) -> Any:
-    """``torch.load`` after :func:`verify_torch_file` (``weights_only=True`` unless overridden)."""
-    import torch
-
-    data = verify_torch_file(path, expected_sha256)
-    load_kwargs.setdefault("weights_only", True)
-    try:
-        return torch.load(_io.BytesIO(data), **load_kwargs)
-    except Exception as err:  # torch raises several types for a corrupt file
-        raise ChecksumError(f"{path} is unreadable or corrupt ({type(err).__name__}: {err}); delete it and rerun the job that makes it") from err
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:

@@ -7,14 +7,18 @@ a plain sequence of named blocks followed by a head: a stitchable layer *is* a b
 
 from __future__ import annotations
 
+import io as _io
+import os
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from .architectures import ARCHITECTURES  # noqa: F401  (re-exported: the built-in architectures)
+from .io import ChecksumError, read_json, verify_torch_file, write_bytes_atomic
 
 
 class StitchableNet(nn.Module):
@@ -167,8 +171,6 @@ def select_layers(model: StitchableNet, wanted: str | Sequence[str]) -> list[str
 def save_checkpoint(model: StitchableNet, path: str | Path, meta: dict) -> str:
     """Save weights with what is needed to rebuild the network (atomic, from an in-memory
     buffer so the same weights give the same bytes); return the file's sha256."""
-    from .io import save_torch
-
     return save_torch({"meta": meta, "state_dict": model.state_dict()}, path)
 
 
@@ -178,8 +180,6 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
     The file's zip CRCs are always checked, and its sha256 when ``expected_sha256`` (from the
     model's ``metrics.json``) is given: a corrupt checkpoint fails naming the file.
     """
-    from .io import load_torch
-
     ckpt = load_torch(path, expected_sha256, map_location=device)
     meta = ckpt["meta"]
     model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"], meta["image_size"])
@@ -193,6 +193,36 @@ def checkpoint_meta(path: str | Path) -> dict:
 
 def load_trained(checkpoint: str | Path, metrics_json: str | Path, device: torch.device | str = "cpu") -> StitchableNet:
     """A network trained by the pipeline, verified against the sha256 its train job recorded."""
-    from .io import read_json
-
     return load_checkpoint(checkpoint, device, expected_sha256=read_json(metrics_json).get("checkpoint_sha256"))
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """``torch.save(obj)`` into memory.
+
+    Why a buffer: ``torch.save`` to a file names the zip's records after the file, so saving
+    to a random temp name put that name inside the checkpoint and the same weights gave a
+    different file each run. From a buffer the records are always ``archive/...``, and the
+    same object gives the same bytes.
+    """
+    buf = _io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def save_torch(obj: Any, path: str | os.PathLike[str]) -> str:
+    """Save ``obj`` (e.g. ``{"meta": ..., "state_dict": ...}``) atomically; return the file's sha256.
+
+    The same object gives a byte-identical file; record the returned digest (training puts
+    it in ``metrics.json``) and pass it to :func:`load_torch` to verify the file later.
+    """
+    return write_bytes_atomic(torch_bytes(obj), path)
+
+
+def load_torch(path: str | os.PathLike[str], expected_sha256: str | None = None, **load_kwargs: Any) -> Any:
+    """``torch.load`` after :func:`verify_torch_file` (``weights_only=True`` unless overridden)."""
+    data = verify_torch_file(path, expected_sha256)
+    load_kwargs.setdefault("weights_only", True)
+    try:
+        return torch.load(_io.BytesIO(data), **load_kwargs)
+    except Exception as err:  # torch raises several types for a corrupt file
+        raise ChecksumError(f"{path} is unreadable or corrupt ({type(err).__name__}: {err}); delete it and rerun the job that makes it") from err

@@ -165,7 +165,7 @@ def sanity_tables(scores: Sequence[pd.DataFrame]) -> tuple[pd.DataFrame, pd.Data
 def sanity_stage(data: DataSettings, tables: Mapping[str, PathLike], outputs: Mapping[str, PathLike], log: logging.Logger) -> None:
     """Read each family's aggregated table (keys: ``similarity``, ``stitching``, ``subspace_match``) and write
     the three sanity tables (keys: :data:`repmatch.paths.SANITY_TABLES`)."""
-    from .data import dataset_sizes
+    from .datasets import dataset_sizes
     from .io import read_table, write_table
 
     n_test = dataset_sizes(data.name, data.n_test)[1]  # stitched accuracy is measured on the whole test split

@@ -365,7 +365,7 @@ def _accepts_float(hint: Any) -> bool:
 def check_semantics(s: Settings) -> None:
     """Every check that needs more than the schema; each error names the key and what is allowed."""
     from .architectures import resolve_layers
-    from .data import dataset_sizes
+    from .datasets import dataset_sizes
 
     errors: list[str] = []
 

@@ -1,5 +1,7 @@
 """The backbone's stages (split -> train -> activations -> training summary), the only functions
-the backbone's Snakemake scripts call. Each takes settings and paths, and writes atomically."""
+the backbone's Snakemake scripts call. Each takes settings and paths, and writes atomically.
+Heavy imports (torch, the data loaders) happen inside the stages that need them, so the training
+summary runs in the light tables-and-figures environment."""
 
 from __future__ import annotations
 
@@ -7,20 +9,28 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..data import Splits, load_recorded_split, load_splits
-from ..device import resolve_device
 from ..io import write_json, write_table
-from ..models import load_trained, save_checkpoint, select_layers
 from ..naming import parse_model_id
-from ..settings import ActivationSettings, DataSettings, ModelSettings, SubspaceSettings, TrainSettings
+from ..settings import (
+    ActivationSettings,
+    DataSettings,
+    ModelSettings,
+    SubspaceSettings,
+    TrainSettings,
+)
+
+if TYPE_CHECKING:
+    from ..data import Splits
 
 PathLike = str | os.PathLike[str]
 
 
 def split_stage(data: DataSettings, out_json: PathLike, log: logging.Logger) -> Splits:
     """Load the dataset, cut the seeded split and record it."""
+    from ..data import load_splits
+
     splits = load_splits(data)
     write_json(splits.record(), out_json)
     log.info("%s: %d train, %d test, %d probe samples", splits.name, len(splits.train), len(splits.test), len(splits.probe))
@@ -32,6 +42,9 @@ def train_stage(
     metrics_json: PathLike, log: logging.Logger,
 ) -> dict[str, Any]:  # fmt: skip
     """Train one (arch, seed) network; write its checkpoint and metrics."""
+    from ..data import load_recorded_split
+    from ..device import resolve_device
+    from ..models import save_checkpoint
     from .training import train_new_model
 
     arch, seed = parse_model_id(model)
@@ -55,6 +68,9 @@ def activations_stage(
 ) -> Path:  # fmt: skip
     """Cache the activations of the configured layers of one trained network on the probe set
     (``subspace`` given: on the subspace match's own probe set, ``subspace.n_probe``)."""
+    from ..data import load_recorded_split
+    from ..device import resolve_device
+    from ..models import load_trained, select_layers
     from .activations import extract_activations, write_cache
 
     splits = load_recorded_split(data, split_json)
