@@ -209,6 +209,7 @@ def test_pair_stage_reads_checkpoints_and_writes_table(nets, tmp_path, repo_root
     import yaml
 
     from repmatch.backbone.stages import split_stage
+    from repmatch.io import write_json
     from repmatch.stitching.stages import pair_stage
 
     data = section_settings("data", yaml.safe_load((repo_root / "config.yaml").read_text())["data"])
@@ -216,15 +217,17 @@ def test_pair_stage_reads_checkpoints_and_writes_table(nets, tmp_path, repo_root
     split_stage(data, tmp_path / "split.json", log)
     meta = {"arch": "smallcnn", "num_classes": 10, "in_channels": 1, "image_size": 28, "dataset": "mnist5k"}
     for seed, net in enumerate(nets):
-        save_checkpoint(net, tmp_path / f"s{seed}.pt", {**meta, "seed": seed})
+        sha = save_checkpoint(net, tmp_path / f"s{seed}.pt", {**meta, "seed": seed})
+        write_json({"checkpoint_sha256": sha}, tmp_path / f"m{seed}.json")
     cfg = section_settings("stitching", {"methods": ["dm", "tlm"], "tlm": {"epochs": 1, "n_train": 256}, "batch_size": 500})
     out = tmp_path / "pairs" / "smallcnn_seed0__smallcnn_seed1.parquet"
+    metrics = (tmp_path / "m0.json", tmp_path / "m1.json")
     pair_stage(cfg, data, ["conv5", "fc1"], "cpu", "smallcnn_seed0", "smallcnn_seed1", tmp_path / "split.json",
-               tmp_path / "s0.pt", tmp_path / "s1.pt", out, log)
+               (tmp_path / "s0.pt", tmp_path / "s1.pt"), metrics, out, log)
     df = pd.read_parquet(out)
     assert set(df["model_a"]) == {"smallcnn_seed0"} and set(df["model_b"]) == {"smallcnn_seed1"}
     assert set(df["method"]) == {"dm", "tlm"} and len(df[df["metric"] == "accuracy"]) == 2 * 4
     assert "stitching smallcnn_seed0 -> smallcnn_seed1" in (tmp_path / "log.txt").read_text()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         pair_stage(cfg, data, ["conv5", "fc1"], "cpu", "smallcnn_seed0", "smallcnn_seed1", tmp_path / "split.json",
-                   tmp_path / "missing.pt", tmp_path / "s1.pt", tmp_path / "o.parquet", log)
+                   (tmp_path / "missing.pt", tmp_path / "s1.pt"), metrics, tmp_path / "o.parquet", log)
