@@ -152,3 +152,12 @@ def test_kernel_cross_grid_mixed_operands():
     assert np.allclose(kernel_cross_grid(ops, ops).numpy(), ref, rtol=1e-12)
     assert np.allclose(kernel_cross_grid(ops, ops_b).numpy(), ref, rtol=1e-12)
     assert np.allclose(kernel_cross_grid(ops_b, ops).numpy(), ref, rtol=1e-12)
+
+
+def test_symmetric_gram_equals_the_full_product():
+    from repmatch.similarity.stats import symmetric_gram
+
+    x = torch.as_tensor(np.random.default_rng(2).standard_normal((517, 90)))
+    g = symmetric_gram(x)
+    assert torch.equal(g, g.T)
+    assert np.allclose(g.numpy(), x.numpy() @ x.numpy().T, rtol=0, atol=1e-12 * float(g.abs().max()))

@@ -25,6 +25,26 @@ from .errors import SimilarityInputError
 GRAM_RESOLUTION = 1e-4
 
 
+def symmetric_gram(x: torch.Tensor, blocks: int = 4) -> torch.Tensor:
+    """X X^T computed block-row by block-row, upper blocks only, mirrored into the lower ones.
+
+    Why: BLAS gemm does not know that X X^T is symmetric; with ``blocks`` row blocks only
+    (blocks + 1) / (2 blocks) of the multiply-adds are done (5/8 for 4 blocks). Each block is one
+    gemm, so every entry is the same float64 dot product as in the full product; the result is
+    exactly symmetric. Small inputs (fewer than 64 rows per block) use one gemm.
+    """
+    n = x.shape[0]
+    if blocks <= 1 or n < 64 * blocks:
+        return x @ x.T
+    bounds = [round(n * k / blocks) for k in range(blocks + 1)]
+    g = torch.empty(n, n, dtype=x.dtype, device=x.device)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        blk = x[lo:hi] @ x[lo:].T
+        g[lo:hi, lo:] = blk
+        g[hi:, lo:hi] = blk[:, hi - lo :].T
+    return g
+
+
 class LayerStats:
     """Centred (rows x features) matrix of one layer plus lazily cached derived quantities.
 
@@ -82,7 +102,7 @@ class LayerStats:
         product runs in the stats' precision (float64 by default) on centred data, so a large
         activation offset never enters it.
         """
-        return self.xc @ self.xc.T
+        return symmetric_gram(self.xc)
 
     def kernel_operand(self, rows: slice | None = None) -> tuple[torch.Tensor, bool]:
         """What the kernel (CKA) measures multiply: ``(G, True)`` for a wide layer, else ``(Xc, False)``.
