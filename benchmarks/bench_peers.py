@@ -21,7 +21,7 @@ is extrapolated from the mean time per pair: the table says from how many pairs)
 reference written here from the textbook formulas (centred float64 features; explicit n x n
 Gram matrices when n <= 2,000), and the number of NaN cells.
 
-    python benchmarks/bench_peers.py --quick          # < 1 min on 2 cores (n = 1,000; 250-row flattened maps)
+    python benchmarks/bench_peers.py --quick          # < 1 min on 2 cores (n = 600; 250-row flattened maps)
     python benchmarks/bench_peers.py                  # the sizes above (several minutes)
     python benchmarks/bench_peers.py --cache results/activations
 """
@@ -154,6 +154,7 @@ def reference(a: Layers, b: Layers) -> dict[str, np.ndarray]:
             for j, y in enumerate(cb):
                 out["linear_cka"][i, j] = np.sum((x.T @ y) ** 2) / np.sqrt(sq[0][i] * sq[1][j])
                 out["debiased_cka"][i, j] = _hsic1_from_features(x, y) / np.sqrt(sa[i] * sb[j])
+        # (x.T @ y is formed twice per pair; at n = 5,000 and widths <= 512 that is a few seconds.)
     return out
 
 
@@ -214,6 +215,23 @@ def run_repmatch(a: Layers, b: Layers, measure: str) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return similarity_grids(a, b, [measure])[0][measure]
+
+
+def run_repmatch_qr_route(a: Layers, b: Layers, measure: str) -> np.ndarray:
+    """Baseline: linear CKA as the engine computed it before issue 18 -- each wide layer (d > n)
+    reduced to n columns by a float64 QR of Xc^T, then feature-space cross products of the factors."""
+    from repmatch.similarity.linalg import cross_sq_grid
+
+    def factor(v: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(v).to(torch.float64)
+        xc = x - x.mean(dim=0, keepdim=True)
+        return xc if xc.shape[1] <= xc.shape[0] else torch.linalg.qr(xc.T, mode="r").R.T.contiguous()
+
+    fa, fb = [factor(v) for v in a.values()], [factor(v) for v in b.values()]
+    cross = cross_sq_grid(fa, fb)
+    na = torch.stack([torch.linalg.matrix_norm(f.T @ f) for f in fa])
+    nb = torch.stack([torch.linalg.matrix_norm(f.T @ f) for f in fb])
+    return (cross / (na[:, None] * nb[None, :])).numpy()
 
 
 def _pytorch_cka(a: Layers, b: Layers, measure: str) -> np.ndarray:
@@ -282,16 +300,63 @@ def available_peers() -> tuple[dict[str, str], dict[str, str]]:
     return ok, skipped
 
 
+#: Above this many rows a per-pair peer is first timed on row subsets (SUB_ROWS and 2 * SUB_ROWS rows).
+SUB_ROWS = 500
+
+
+def per_pair(a: Layers, b: Layers, ref: dict[str, np.ndarray], measure: str, pair_fn: Callable, order: np.ndarray,
+             budget: float) -> tuple[np.ndarray, np.ndarray, float, float, str]:
+    """Pairs one call each, in a fixed random order, until ``budget`` seconds are spent; the grid
+    time is extrapolated from the mean time per pair. When n > 2 * SUB_ROWS and one full-size pair
+    would exceed the budget (predicted from the same pair on SUB_ROWS and 2 * SUB_ROWS rows, with
+    the measured exponent p of t ~ n^p), pairs are computed on the first 2 * SUB_ROWS rows, the time
+    is scaled by (n / 2 SUB_ROWS)^p, and the errors are against the reference on those rows."""
+    names_a, names_b = list(a), list(b)
+    n = next(iter(a.values())).shape[0]
+    note, scale = "one pair per call", 1.0
+    rows = slice(None)
+    if n > 2 * SUB_ROWS:
+        i, j = divmod(int(order[0]), len(names_b))
+        t1 = measured(lambda: pair_fn(a[names_a[i]][:SUB_ROWS], b[names_b[j]][:SUB_ROWS], measure))[0]
+        t2 = measured(lambda: pair_fn(a[names_a[i]][: 2 * SUB_ROWS], b[names_b[j]][: 2 * SUB_ROWS], measure))[0]
+        p = float(np.clip(np.log2(t2 / t1), 1.0, 3.0))
+        if t2 * (n / (2 * SUB_ROWS)) ** p > budget:
+            rows, scale = slice(0, 2 * SUB_ROWS), (n / (2 * SUB_ROWS)) ** p
+            note += f"; on {2 * SUB_ROWS} of {n} rows, time x (n/{2 * SUB_ROWS})^{p:.2f} (exponent measured)"
+            sub_a, sub_b = {k: v[rows] for k, v in a.items()}, {k: v[rows] for k, v in b.items()}
+            ref[measure] = reference(sub_a, sub_b)[measure]  # errors against the reference on the same rows
+            a, b = sub_a, sub_b
+    vals = np.full((len(names_a), len(names_b)), np.nan)
+    done = np.zeros_like(vals, dtype=bool)
+    spent, peak = 0.0, 0.0
+    for flat in order:
+        i, j = divmod(int(flat), len(names_b))
+        dt, mb, v = measured(lambda: pair_fn(a[names_a[i]], b[names_b[j]], measure))
+        vals[i, j], done[i, j] = v, True
+        spent, peak = spent + dt, max(peak, mb)
+        if spent > budget:
+            break
+    k, total = int(done.sum()), done.size
+    if k < total:
+        note += f"; extrapolated from {k}/{total} pairs"
+    return vals, done, spent / k * total * scale, peak, note
+
+
 def bench_grid(title: str, a: Layers, b: Layers, peers: list[str], repeats: int, budget: float) -> list[Row]:
-    ref = reference(a, b)
+    full_ref = reference(a, b)
     rows: list[Row] = []
     names_a, names_b = list(a), list(b)
     order = np.random.default_rng(0).permutation(len(names_a) * len(names_b))
     for measure in MEASURES:
         jobs: list[tuple[str, Callable | None, Callable | None]] = [("repmatch", run_repmatch, None)]
+        n = next(iter(a.values())).shape[0]
+        if measure == "linear_cka" and any(v.shape[1] > n for v in [*a.values(), *b.values()]):
+            jobs.append(("repmatch, QR route (before #18)", run_repmatch_qr_route, None))
         jobs += [(p, PEERS[p][3], PEERS[p][4]) for p in peers if measure in PEERS[p][2]]
         for lib, grid_fn, pair_fn in jobs:
             row = Row(title, lib, measure)
+            ref = dict(full_ref)
+            done = np.ones((len(names_a), len(names_b)), dtype=bool)
             try:
                 if grid_fn is not None:
                     runs = [measured(lambda: grid_fn(a, b, measure)) for _ in range(repeats)]
@@ -300,21 +365,8 @@ def bench_grid(title: str, a: Layers, b: Layers, peers: list[str], repeats: int,
                     row.values = np.asarray(runs[-1][2], dtype=np.float64)
                     row.note = f"median of {repeats}"
                 else:
-                    vals = np.full((len(names_a), len(names_b)), np.nan)
-                    done = np.zeros_like(vals, dtype=bool)
-                    spent, peak = 0.0, 0.0
-                    for flat in order:
-                        i, j = divmod(int(flat), len(names_b))
-                        dt, mb, v = measured(lambda: pair_fn(a[names_a[i]], b[names_b[j]], measure))
-                        vals[i, j], done[i, j] = v, True
-                        spent, peak = spent + dt, max(peak, mb)
-                        if spent > budget:
-                            break
-                    k, total = int(done.sum()), done.size
-                    row.seconds = spent / k * total
-                    row.peak_mb = peak
-                    row.values = np.where(done, vals, np.nan)
-                    row.note = "one pair per call" + ("" if k == total else f"; extrapolated from {k}/{total} pairs")
+                    vals, done, row.seconds, row.peak_mb, row.note = per_pair(a, b, ref, measure, pair_fn, order, budget)
+                    row.values = vals
                 computed = done if grid_fn is None else np.ones_like(row.values, dtype=bool)
                 row.cells = int(computed.sum())
                 row.nans = int(np.isnan(row.values[computed]).sum())
@@ -344,8 +396,9 @@ def verdicts(rows: list[Row]) -> list[str]:
     for key in dict.fromkeys((r.grid, r.measure) for r in rows):
         group = [r for r in rows if (r.grid, r.measure) == key and np.isfinite(r.seconds)]
         rep = next(r for r in group if r.library == "repmatch")
-        faster = [r.library for r in group if r.library != "repmatch" and r.seconds < rep.seconds]
-        better = [r.library for r in group if r.library != "repmatch" and r.max_err < rep.max_err]
+        peers = [r for r in group if not r.library.startswith("repmatch")]
+        faster = [r.library for r in peers if r.seconds < rep.seconds]
+        better = [r.library for r in peers if r.max_err < rep.max_err]
         out.append(f"{key[0]} / {key[1]}: repmatch {'fastest' if not faster else 'slower than ' + ', '.join(faster)}; "
                    f"max error {rep.max_err:.1e}{'' if not better else ' (more accurate: ' + ', '.join(better) + ')'}")
     return out
@@ -363,7 +416,7 @@ def main() -> None:
     if THREADS > 0:
         torch.set_num_threads(THREADS)
     repeats = args.repeats or (2 if args.quick else 3)
-    budget = args.budget if args.budget is not None else (2.0 if args.quick else 20.0)
+    budget = args.budget if args.budget is not None else (1.0 if args.quick else 20.0)
     ok, skipped = available_peers()
     peers = [p for p in args.peers.split(",") if p in ok]
     print(f"torch {torch.__version__}, numpy {np.__version__}, threads {torch.get_num_threads()}, cpu count {os.cpu_count()}")
@@ -371,7 +424,7 @@ def main() -> None:
     for p, why in skipped.items():
         print(f"skipped {p}: {why}")
 
-    n_syn, widths = (1000, [32, 32, 64, 64, 128, 128, 128, 256, 256, 256]) if args.quick else (5000, [64, 64, 128, 128, 256, 256, 256, 512, 512, 512])
+    n_syn, widths = (600, [32, 32, 64, 64, 128, 128, 128, 256, 256, 256]) if args.quick else (5000, [64, 64, 128, 128, 256, 256, 256, 512, 512, 512])
     n_flat = 250 if args.quick else 500
     grids: list[tuple[str, Layers, Layers]] = [
         (f"synthetic n={n_syn}, 10x10", *synthetic(n_syn, widths, 0.0)),
@@ -381,6 +434,7 @@ def main() -> None:
     if args.cache is not None:
         grids += cached(args.cache)
     rows: list[Row] = []
+    t_start = time.perf_counter()
     for title, a, b in grids:
         print(f"{title}:", flush=True)
         rows += bench_grid(title, a, b, peers, repeats, budget)
@@ -389,6 +443,7 @@ def main() -> None:
     print()
     for line in verdicts(rows):
         print(line)
+    print(f"total {time.perf_counter() - t_start:.0f} s")
 
 
 if __name__ == "__main__":
