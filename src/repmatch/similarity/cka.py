@@ -23,7 +23,7 @@ import torch
 
 from .context import GridContext
 from .errors import SimilarityInputError
-from .linalg import cross_sq_grid
+from .linalg import kernel_cross_grid
 from .stats import LayerStats
 
 #: RBF CKA materialises one (rows x rows) kernel per layer; refuse beyond this many rows.
@@ -35,8 +35,13 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def linear_cka_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: GridContext) -> np.ndarray:
-    """Linear CKA for every (a_i, b_j): ||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)."""
-    cross = cross_sq_grid([s.factor for s in sa], [s.factor for s in sb])
+    """Linear CKA for every (a_i, b_j): ||Xc^T Yc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F).
+
+    Narrow layers (d <= n) stay in feature space; wide ones enter through their centred n x n
+    Gram matrix (<Kc, Lc>_F), whichever makes each pair cheaper (:func:`kernel_cross_grid`).
+    """
+    ops_a = [s.kernel_operand() for s in sa]
+    cross = kernel_cross_grid(ops_a, ops_a if sa is sb else [s.kernel_operand() for s in sb])
     na = torch.tensor([s.gram_frob for s in sa], dtype=cross.dtype, device=cross.device)
     nb = torch.tensor([s.gram_frob for s in sb], dtype=cross.dtype, device=cross.device)
     return _to_numpy(cross / (na[:, None] * nb[None, :]))
@@ -63,8 +68,7 @@ def centred_rbf_kernel(s: LayerStats, sigma_fraction: float) -> torch.Tensor | N
             f"rbf_cka builds a (rows x rows) kernel per layer; layer {s.name!r} has {s.n} rows "
             f"(more than {MAX_KERNEL_ROWS}); use conv_mode 'gap' or 'flatten', fewer probe samples, or minibatch_cka"
         )
-    f = s.factor
-    gram = f @ f.T
+    gram = s.gram if s.wide else s.xc @ s.xc.T
     sq = torch.diagonal(gram)
     d2 = sq[:, None] + sq[None, :] - 2 * gram
     med = _exact_median(d2)
@@ -114,13 +118,20 @@ def _batches(n: int, size: int | None) -> list[slice]:
     return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _hsic1_terms(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-layer pieces of HSIC_1 for one minibatch: a = diag(K), u = K~ 1, 1'K~1."""
+def _hsic1_terms(op: tuple[torch.Tensor, bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-layer pieces of HSIC_1 for one minibatch: a = diag(K), u = K~ 1, 1'K~1 and ||K||_F^2,
+    from the features F (K = F F^T, never formed) or from the Gram matrix K itself."""
+    f, is_gram = op
+    if is_gram:
+        a = torch.diagonal(f)
+        u = f.sum(dim=1) - a
+        ones = f.sum() - a.sum()
+        return a, u, ones, f.square().sum()
     a = f.square().sum(dim=1)
     s = f.sum(dim=0)
     u = f @ s - a
     ones = s.square().sum() - a.sum()
-    return a, u, ones
+    return a, u, ones, torch.linalg.matrix_norm(f.T @ f) ** 2
 
 
 def unbiased_cka_grid(
@@ -131,26 +142,25 @@ def unbiased_cka_grid(
     if n < 4 or (batch_size is not None and batch_size < 4):
         raise SimilarityInputError(f"{name}: the unbiased HSIC estimator needs at least 4 rows per batch (n={n}, batch={batch_size})")
     same = sa is sb
-    ref = sa[0].factor
+    ref = sa[0].xc
     num = torch.zeros(len(sa), len(sb), dtype=ref.dtype, device=ref.device)
     self_a = torch.zeros(len(sa), dtype=ref.dtype, device=ref.device)
     self_b = self_a if same else torch.zeros(len(sb), dtype=ref.dtype, device=ref.device)
     for sl in _batches(n, batch_size):
         m = sl.stop - sl.start
-        fa = [s.factor[sl] for s in sa]
-        fb = fa if same else [s.factor[sl] for s in sb]
+        whole = m == n
+        fa = [s.kernel_operand(None if whole else sl) for s in sa]
+        fb = fa if same else [s.kernel_operand(None if whole else sl) for s in sb]
         ta = [_hsic1_terms(f) for f in fa]
         tb = ta if same else [_hsic1_terms(f) for f in fb]
-        a_a, u_a, o_a = (torch.stack(z) for z in zip(*ta))
-        a_b, u_b, o_b = (torch.stack(z) for z in zip(*tb))
+        a_a, u_a, o_a, sq_a = (torch.stack(z) for z in zip(*ta))
+        a_b, u_b, o_b, sq_b = (torch.stack(z) for z in zip(*tb))
         c1, c2, c3 = 1.0 / ((m - 1) * (m - 2)), 2.0 / (m - 2), 1.0 / (m * (m - 3))
-        cross = cross_sq_grid(fa, fb)
+        cross = kernel_cross_grid(fa, fb)
         num += c3 * (cross - a_a @ a_b.T + c1 * o_a[:, None] * o_b[None, :] - c2 * (u_a @ u_b.T))
-        # Self terms from the same pieces (||X^T X||_F^2 per layer).
-        sq_a = torch.stack([torch.linalg.matrix_norm(f.T @ f) ** 2 for f in fa])
+        # Self terms from the same pieces (||K||_F^2 = ||X^T X||_F^2 per layer).
         self_a += c3 * (sq_a - a_a.square().sum(1) + c1 * o_a.square() - c2 * u_a.square().sum(1))
         if not same:
-            sq_b = torch.stack([torch.linalg.matrix_norm(f.T @ f) ** 2 for f in fb])
             self_b += c3 * (sq_b - a_b.square().sum(1) + c1 * o_b.square() - c2 * u_b.square().sum(1))
     out = _to_numpy(num)
     va, vb = _to_numpy(self_a), _to_numpy(self_b)

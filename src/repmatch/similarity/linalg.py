@@ -117,3 +117,66 @@ def blockwise_grid(
                 cols = torch.tensor([j for _, j in idx], device=ref.device)
                 grid[rows, cols] = values.to(grid.dtype)
     return grid
+
+
+#: Byte budget for stacking flattened n x n Gram matrices into one matmul (above it: one dot per pair).
+GRAM_STACK_BYTES = 256 * 2**20
+
+
+def kernel_cross_grid(
+    ops_a: Sequence[tuple[torch.Tensor, bool]], ops_b: Sequence[tuple[torch.Tensor, bool]], max_cols: int | None = None,
+) -> torch.Tensor:
+    """Grid G[i, j] = <K_i, L_j>_F of linear kernels K_i = A_i A_i^T, each layer given either by
+    its (n x d) features ``(A, False)`` or by its n x n Gram matrix ``(K, True)``.
+
+    Why: for a wide layer (d > n) the Gram matrix is the cheaper operand. Each pair type takes its
+    cheapest exact form: feature x feature ||A^T B||_F^2 (chunked matmuls, :func:`cross_sq_grid`);
+    Gram x Gram the flattened inner product (one matmul of the stacked Grams); Gram x feature
+    ||A^T B||_F^2 = sum((K B) * B) (2 n^2 d_b flops instead of 2 n d_a d_b).
+    """
+    ref = ops_a[0][0]
+    grid = torch.zeros(len(ops_a), len(ops_b), dtype=ref.dtype, device=ref.device)
+    fa = [i for i, (_, g) in enumerate(ops_a) if not g]
+    ga = [i for i, (_, g) in enumerate(ops_a) if g]
+    same = ops_a is ops_b
+    fb = fa if same else [j for j, (_, g) in enumerate(ops_b) if not g]
+    gb = ga if same else [j for j, (_, g) in enumerate(ops_b) if g]
+    if fa and fb:
+        grid[torch.tensor(fa)[:, None], torch.tensor(fb)[None, :]] = cross_sq_grid(
+            [ops_a[i][0] for i in fa], [ops_b[j][0] for j in fb], max_cols)
+    if ga and gb:
+        grid[torch.tensor(ga)[:, None], torch.tensor(gb)[None, :]] = _gram_gram(
+            [ops_a[i][0] for i in ga], [ops_b[j][0] for j in gb])
+    if ga and fb:
+        grid[torch.tensor(ga)[:, None], torch.tensor(fb)[None, :]] = _gram_feat([ops_a[i][0] for i in ga], [ops_b[j][0] for j in fb], max_cols)
+    if fa and gb:
+        grid[torch.tensor(fa)[:, None], torch.tensor(gb)[None, :]] = _gram_feat([ops_b[j][0] for j in gb], [ops_a[i][0] for i in fa], max_cols).T
+    return grid
+
+
+def _gram_gram(grams_a: Sequence[torch.Tensor], grams_b: Sequence[torch.Tensor]) -> torch.Tensor:
+    """<K_i, L_j>_F for n x n Gram matrices: one matmul of the stacked, flattened Grams when they
+    fit :data:`GRAM_STACK_BYTES`, else one dot product per pair (no copies)."""
+    ref = grams_a[0]
+    if (len(grams_a) + len(grams_b)) * ref.numel() * ref.element_size() <= GRAM_STACK_BYTES:
+        sa = torch.stack([g.reshape(-1) for g in grams_a])
+        sb = sa if grams_a is grams_b else torch.stack([g.reshape(-1) for g in grams_b])
+        return sa @ sb.T
+    out = torch.empty(len(grams_a), len(grams_b), dtype=ref.dtype, device=ref.device)
+    for i, ka in enumerate(grams_a):
+        for j, lb in enumerate(grams_b):
+            out[i, j] = torch.dot(ka.reshape(-1), lb.reshape(-1))
+    return out
+
+
+def _gram_feat(grams: Sequence[torch.Tensor], mats: Sequence[torch.Tensor], max_cols: int | None) -> torch.Tensor:
+    """||A_j^T B||_F^2 = sum((K_i B_j) * B_j) for Gram matrices K_i = A_i A_i^T and feature blocks B_j,
+    feature layers concatenated into chunks so each Gram meets them in one matmul."""
+    ref = grams[0]
+    out = torch.empty(len(grams), len(mats), dtype=ref.dtype, device=ref.device)
+    for cb in chunks(mats, max_cols):
+        seg = _segment_matrix(cb, ref.dtype, ref.device)
+        for i, k in enumerate(grams):
+            colsum = ((k @ cb.mat) * cb.mat).sum(dim=0)
+            out[i, cb.members[0] : cb.members[-1] + 1] = seg @ colsum
+    return out

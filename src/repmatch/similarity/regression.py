@@ -14,14 +14,15 @@ import numpy as np
 import torch
 
 from .context import GridContext
-from .linalg import cross_sq_grid
+from .linalg import kernel_cross_grid
 from .stats import LayerStats
 
 
 def linear_regression_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: GridContext) -> np.ndarray:
     """R^2 of predicting each layer of b from each layer of a (row i = predictor a_i)."""
     n = sa[0].n
-    cross = cross_sq_grid([s.basis for s in sa], [s.factor for s in sb])
+    # ||Q_a^T Y||_F^2 = <Q_a Q_a^T, Y Y^T>: a wide target enters through its Gram matrix.
+    cross = kernel_cross_grid([(s.basis, False) for s in sa], [s.kernel_operand() for s in sb])
     total = torch.tensor([s.frob**2 for s in sb], dtype=cross.dtype, device=cross.device)
     out = (cross / total[None, :]).cpu().numpy()
     for i, s in enumerate(sa):
