@@ -10,6 +10,7 @@ rule similarity_pair:
         paths.pair_table("similarity", "{pair}"),
     params:
         similarity=result_params(SETTINGS.similarity),
+        uncertainty=SETTINGS.uncertainty.bootstrap_params(),
     threads: SETTINGS.similarity.threads
     resources:
         gpu=GPUS_PER_JOB,
