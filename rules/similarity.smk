@@ -40,6 +40,8 @@ rule similarity_figures:
         paths.aggregate("similarity"),
     output:
         **figure_outputs("similarity", paths.similarity_figure_names(SETTINGS.similarity.measures), "../report/similarity.rst", "Similarity indices"),
+    params:
+        level=SETTINGS.uncertainty.level,
     log:
         paths.log("similarity", "figures"),
     conda:

@@ -338,7 +338,7 @@ def test_stage_functions_end_to_end(tmp_path):
     assert list(off.columns) == list(agg.columns) and off["ci_low"].isna().all() and (off["n_boot"] == 0).all()
     expected = {f"{m}_{k}_{e}": tmp_path / "fig" / f"{m}_{k}.{e}" for m in cfg.measures for k in ("pairs", "cross_seed")
                 for e in ("png", "pdf")}  # fmt: skip
-    figures_stage(cfg, tmp_path / "similarity.parquet", expected, log)
+    figures_stage(cfg, unc, tmp_path / "similarity.parquet", expected, log)
     assert all(p.stat().st_size > 1000 for p in expected.values())
     assert not list((tmp_path / "fig").glob(".*tmp"))  # nothing half-written left behind
     assert read_table(outs[1])["value"].notna().all()

@@ -98,8 +98,10 @@ def aggregate_stage(pair_tables: Sequence[PathLike], out: PathLike, log: logging
     return df
 
 
-def figures_stage(settings: SimilaritySettings, table: PathLike, outputs: Mapping[str, PathLike], log: logging.Logger) -> list[Path]:
-    """Heatmaps of every measure; ``outputs`` maps ``<measure>_<kind>_<fmt>`` to paths (``repmatch.paths``)."""
+def figures_stage(settings: SimilaritySettings, uncertainty: UncertaintySettings, table: PathLike,
+                  outputs: Mapping[str, PathLike], log: logging.Logger) -> list[Path]:  # fmt: skip
+    """Heatmaps of every measure; ``outputs`` maps ``<measure>_<kind>_<fmt>`` to paths (``repmatch.paths``);
+    the cross-seed figure's intervals over pairs use ``uncertainty.level``."""
     from ..plotting import stem
     from .plots import FIGURE_KINDS, PLOTS
 
@@ -107,7 +109,8 @@ def figures_stage(settings: SimilaritySettings, table: PathLike, outputs: Mappin
     written: list[Path] = []
     for measure in settings.measures:
         for kind in FIGURE_KINDS:
-            written += PLOTS[kind](df, measure, stem(outputs[f"{measure}_{kind}_png"]))
+            extra = {"level": uncertainty.level} if kind == "cross_seed" else {}
+            written += PLOTS[kind](df, measure, stem(outputs[f"{measure}_{kind}_png"]), **extra)
     missing = sorted({str(p) for p in outputs.values()} - {str(p) for p in written})
     if missing:
         raise RuntimeError(f"similarity figures not produced: {missing}")
