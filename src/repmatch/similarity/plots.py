@@ -145,7 +145,9 @@ def plot_cross_seed(table: pd.DataFrame, method: str, stem: str | os.PathLike[st
     agg = across_pairs(np.stack([g.to_numpy(dtype=float) for g in grids]), level=level)
     mean = pd.DataFrame(agg.mean, index=grids[0].index, columns=grids[0].columns)
     n_pairs = len(grids)
-    image = draw_layer_grid(ax, mean, title=f"{method}, mean over {n_pairs} ordered cross-seed pair(s)",
+    cross = table[(table["method"] == method) & (table["model_a"] != table["model_b"])]
+    n_models = len(set(cross["model_a"]) | set(cross["model_b"]))
+    image = draw_layer_grid(ax, mean, title=f"{method}, mean over {n_pairs} ordered cross-seed pair(s) of {n_models} networks",
                             xlabel="layer of seed y", ylabel="layer of seed x")  # fmt: skip
     if n_pairs >= 2:
         mark = overlaps_diagonal(agg.ci_low, agg.ci_high, list(mean.index), list(mean.columns))
