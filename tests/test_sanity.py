@@ -197,3 +197,33 @@ def test_within_vs_cross_exact_permutation_p():
 def test_within_vs_cross_is_nan_without_within_pairs():
     wc = within_vs_cross(similarity_scores(_table(_grid(3))), n_permutations=100).iloc[0]
     assert wc["n_within"] == 0 and np.isnan(wc["p_value"])
+
+
+# --- the per-cell p-values behind p_column / p_row ---------------------------------------------------
+
+
+@pytest.mark.parametrize("larger", [True, False])
+def test_counterpart_pvalues_match_a_naive_count(larger):
+    from repmatch.uncertainty.similarity_bootstrap import counterpart_pvalues
+
+    rng = np.random.default_rng(3)
+    reps = rng.normal(size=(40, 3, 4))
+    reps[5, 1, 2] = np.nan  # a degenerate resample of one cell is dropped from its comparisons
+    names_a, names_b = ["l0", "l1", "only_a"], ["l1", "l0", "l2", "only_b"]
+    p_col, p_row = counterpart_pvalues(reps, names_a, names_b, larger_is_similar=larger)
+    s = 1.0 if larger else -1.0
+
+    def naive(x, y):
+        d = s * (x - y)
+        d = d[np.isfinite(d)]
+        return (np.sum(d <= 0) + 1) / (d.size + 1)
+
+    for i, na in enumerate(names_a):
+        for j, nb in enumerate(names_b):
+            c = names_a.index(nb) if nb in names_a else None  # column counterpart row
+            k = names_b.index(na) if na in names_b else None  # row counterpart column
+            want_col = np.nan if c is None or c == i else naive(reps[:, i, j], reps[:, c, j])
+            want_row = np.nan if k is None or k == j else naive(reps[:, i, j], reps[:, i, k])
+            np.testing.assert_equal(p_col[i, j], want_col)
+            np.testing.assert_equal(p_row[i, j], want_row)
+    assert np.isnan(p_col[:, 2]).all() and np.isnan(p_row[2]).all()  # no counterparts: l2 of B, only_a of A
