@@ -54,6 +54,16 @@ def pair_activations(wildcards):
     return {"a": paths.activations(a), "b": paths.activations(b)}
 
 
+def sanity_inputs(wildcards):
+    """Each family's aggregated table that this configuration produces (rule sanity)."""
+    inputs = {"similarity": paths.aggregate("similarity")}
+    if STITCHING_PAIRS:
+        inputs["stitching"] = paths.aggregate("stitching")
+    if SUBSPACE_PAIRS:
+        inputs["subspace_match"] = paths.aggregate("subspace_match")
+    return inputs
+
+
 def pair_checkpoints(wildcards):
     """Both checkpoints of a pair, and the metrics holding their recorded sha256."""
     a, b = parse_pair_id(wildcards.pair)
