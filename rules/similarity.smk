@@ -10,6 +10,7 @@ rule similarity_pair:
         paths.pair_table("similarity", "{pair}"),
     params:
         similarity=result_params(SETTINGS.similarity),
+        uncertainty=SETTINGS.uncertainty.bootstrap_params(),
     threads: SETTINGS.similarity.threads
     resources:
         gpu=GPUS_PER_JOB,
@@ -39,6 +40,8 @@ rule similarity_figures:
         paths.aggregate("similarity"),
     output:
         **figure_outputs("similarity", paths.similarity_figure_names(SETTINGS.similarity.measures), "../report/similarity.rst", "Similarity indices"),
+    params:
+        level=SETTINGS.uncertainty.level,
     log:
         paths.log("similarity", "figures"),
     conda:

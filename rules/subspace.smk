@@ -11,6 +11,7 @@ rule subspace_pair:
         simple=paths.subspace_simple_table("{pair}"),
     params:
         subspace=result_params(SETTINGS.subspace_match, "within_network"),
+        level=SETTINGS.uncertainty.level,
     threads: SETTINGS.subspace_match.threads
     resources:
         gpu=GPUS_PER_JOB,
@@ -43,6 +44,8 @@ rule subspace_figures:
         simple=paths.subspace_simple_aggregate(),
     output:
         **figure_outputs("subspace", paths.SUBSPACE_FIGURE_NAMES, "../report/subspace.rst", "Subspace match"),
+    params:
+        level=SETTINGS.uncertainty.level,
     log:
         paths.log("subspace", "figures"),
     conda:

@@ -1,7 +1,7 @@
-"""Snakemake entry point: "more similar than itself" and specificity of every family, in one table."""
+"""Snakemake entry point: "more similar than itself", specificity and within vs cross seed of every family."""
 
 from repmatch.jobs import snakemake_job
 from repmatch.sanity import sanity_stage
 
 with snakemake_job(snakemake) as job:  # noqa: F821
-    sanity_stage(job.settings.data, dict(job.input.items()), dict(job.output.items()), job.log)
+    sanity_stage(job.settings.data, job.settings.uncertainty, dict(job.input.items()), dict(job.output.items()), job.log)

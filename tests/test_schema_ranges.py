@@ -34,6 +34,7 @@ UNBOUNDED_ABOVE: dict[str, str] = {
     "subspace_match.n_coords": _SIZE,
     "subspace_match.repeats": _SIZE,
     "subspace_match.simple_repeats": _SIZE,
+    "subspace_match.simple_budget": "a cap on fixed points per layer pair and draw: a size, larger only costs time",
     "subspace_match.threads": _SIZE,
     "similarity.rbf_sigma": "a kernel width (relative to the median distance) has no natural ceiling",
     "similarity.minibatch_size": _SIZE,
@@ -48,6 +49,8 @@ UNBOUNDED_ABOVE: dict[str, str] = {
     "stitching.batch_size": _SIZE,
     "stitching.mahalanobis_shrinkage": "added to the diagonal as a multiple of the mean variance, not a fraction",
     "stitching.threads": _SIZE,
+    "uncertainty.bootstrap": _SIZE + " (more resamples = finer intervals and p-values)",
+    "uncertainty.n_permutations": _SIZE + " (more permutations = finer Monte Carlo p-values)",
 }
 NUMERIC = {"number", "integer"}
 
@@ -152,6 +155,10 @@ def test_the_shipped_configs_are_within_range(path):
         ("data", "n_probe", 0),
         ("train", "batch_size", 0),
         ("data", "split_seed", 2**32),
+        ("uncertainty", "level", 1.0),
+        ("uncertainty", "alpha", 0),
+        ("uncertainty", "bootstrap", -1),
+        ("uncertainty", "n_permutations", 10),
     ],
 )
 def test_out_of_range_values_are_refused_naming_the_key(section, key, value):

@@ -111,6 +111,7 @@ SEMANTIC = {
     "data.n_probe": ({"data": {"name": "mnist5k", "n_test": 100, "n_probe": 101}}, "101"),
     "similarity.measures": ({"similarity": {"measures": ["linear_cka", "cka_typo"]}}, "cka_typo"),
     "stitching.pairs.cross": ({"seeds": [0], "stitching": {"pairs": {"cross": "first"}}}, "two seeds"),
+    "uncertainty.bootstrap_measures": ({"uncertainty": {"bootstrap_measures": ["linear_cka", "cka_typ0"]}}, "cka_typ0"),
 }
 
 

@@ -25,6 +25,7 @@ from repmatch.similarity import (
 )
 from repmatch.similarity import linalg
 from repmatch.similarity.preprocess import View, pair_views, to_matrix
+from repmatch import paths
 from repmatch.logs import job_logger
 from repmatch.sanity import more_similar_than_itself, similarity_scores, specificity
 from repmatch.settings import section_settings
@@ -299,20 +300,45 @@ def test_stage_functions_end_to_end(tmp_path):
     for s in range(2):
         caches[s] = write_cache(tmp_path / f"toy_seed{s}", _model(s), ids, {"model": f"toy_seed{s}"})
     cfg = section_settings("similarity", {"measures": ["linear_cka", "pwcca"], "minibatch_size": 25})
+    unc = section_settings("uncertainty", {"bootstrap": 30, "n_permutations": 200})
     log = job_logger("similarity", tmp_path / "log.txt")
     outs = []
     for a, b in [(0, 0), (0, 1), (1, 1)]:
         out = tmp_path / "pairs" / f"toy_seed{a}__toy_seed{b}.parquet"
-        pair_stage(cfg, "cpu", f"toy_seed{a}", f"toy_seed{b}", caches[a], caches[b], out, log)
+        pair_stage(cfg, unc, "cpu", f"toy_seed{a}", f"toy_seed{b}", caches[a], caches[b], out, log)
         outs.append(out)
     agg = aggregate_stage(outs, tmp_path / "similarity.parquet", log)
     assert len(agg) == 2 * 16 + 16 + 2 * 16 + 2 * 16  # 2 self pairs x 2 measures, cross: cka once, pwcca twice
-    outputs = {name: tmp_path / f"{name}.csv" for name in ("more_similar_than_itself", "more_similar_summary", "specificity")}
-    sanity_stage(section_settings("data", {"name": "mnist5k"}), {"similarity": tmp_path / "similarity.parquet"}, outputs, log)
-    assert pd.read_csv(outputs["specificity"])["accuracy"].iloc[0] == 1.0
+    # every cell has an interval around its value from 30 resamples; p-values except on the counterparts
+    assert (agg["n_boot"] > 0).all() and (agg["n_boot"] <= 30).all()
+    ok = agg["ci_low"].notna()
+    assert ok.mean() > 0.9
+    assert (agg.loc[ok, "ci_low"] <= agg.loc[ok, "ci_high"]).all()
+    diag = agg["layer_a"] == agg["layer_b"]
+    assert agg.loc[diag, ["p_column", "p_row"]].isna().all().all()
+    assert agg.loc[~diag, ["p_column", "p_row"]].notna().mean().min() > 0.9
+    p = agg[["p_column", "p_row"]].to_numpy().ravel()
+    assert ((p[np.isfinite(p)] > 0) & (p[np.isfinite(p)] <= 1)).all()
+    # pwcca is asymmetric: both orientations of the cross pair carry their own p-values
+    pw = agg[(agg["method"] == "pwcca") & (agg["model_a"] != agg["model_b"])]
+    assert set(zip(pw["model_a"], pw["model_b"])) == {("toy_seed0", "toy_seed1"), ("toy_seed1", "toy_seed0")}
+    outputs = {name: tmp_path / f"{name}.csv" for name in paths.SANITY_TABLES}
+    sanity_stage(section_settings("data", {"name": "mnist5k"}), unc, {"similarity": tmp_path / "similarity.parquet"},
+                 outputs, log)  # fmt: skip
+    spec = pd.read_csv(outputs["specificity"])
+    assert spec["accuracy"].iloc[0] == 1.0
+    assert spec["ci_low"].iloc[0] < 1.0 == spec["ci_high"].iloc[0] and spec["p_value"].iloc[0] < 0.05
+    msti = pd.read_csv(outputs["more_similar_than_itself"])
+    assert (msti["test"] == "paired_bootstrap").all() and (msti["n_better_significant"] <= msti["n_better"]).all()
+    wc = pd.read_csv(outputs["within_vs_cross"]).set_index("method")
+    assert wc.loc["linear_cka", "n_cross"] == 4 and wc.loc["linear_cka", "n_within"] == 2 * 3
+    # bootstrap off: the same table shape, NaN intervals, n_boot 0
+    off = pair_stage(cfg, section_settings("uncertainty", {"bootstrap": 0}), "cpu", "toy_seed0", "toy_seed1", caches[0],
+                     caches[1], tmp_path / "off.parquet", log)  # fmt: skip
+    assert list(off.columns) == list(agg.columns) and off["ci_low"].isna().all() and (off["n_boot"] == 0).all()
     expected = {f"{m}_{k}_{e}": tmp_path / "fig" / f"{m}_{k}.{e}" for m in cfg.measures for k in ("pairs", "cross_seed")
                 for e in ("png", "pdf")}  # fmt: skip
-    figures_stage(cfg, tmp_path / "similarity.parquet", expected, log)
+    figures_stage(cfg, unc, tmp_path / "similarity.parquet", expected, log)
     assert all(p.stat().st_size > 1000 for p in expected.values())
     assert not list((tmp_path / "fig").glob(".*tmp"))  # nothing half-written left behind
     assert read_table(outs[1])["value"].notna().all()
@@ -324,7 +350,7 @@ def test_pair_stage_refuses_mismatched_sample_order(tmp_path):
     a = write_cache(tmp_path / "toy_seed0", _model(0), np.arange(100))
     b = write_cache(tmp_path / "toy_seed1", _model(1), np.arange(100)[::-1])
     with pytest.raises(CacheError, match="different order"):
-        pair_stage(section_settings("similarity"), "cpu", "toy_seed0", "toy_seed1", a, b, tmp_path / "out.parquet",
+        pair_stage(section_settings("similarity"), section_settings("uncertainty"), "cpu", "toy_seed0", "toy_seed1", a, b, tmp_path / "out.parquet",
                    job_logger("similarity", None))  # fmt: skip
     assert not (tmp_path / "out.parquet").exists()
 

@@ -139,7 +139,8 @@ def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
     cfg = _settings(eps=[0.15, 0.5], n_coords=200, repeats=2, simple_eps=0.15)
     out = tmp_path / "out"
     log = job_logger("subspace", out / "p.log")
-    match, simple = pair_stage(cfg, "cpu", "net_seed0", "net_seed1", a, b, out / "p.parquet", out / "p.simple.parquet", log)
+    match, simple = pair_stage(cfg, "cpu", "net_seed0", "net_seed1", a, b, out / "p.parquet", out / "p.simple.parquet", log,
+                               level=0.95)
     stored = read_table(out / "p.parquet")
     assert list(stored.columns) == MATCH_COLUMNS and set(CONTRACT) <= set(stored.columns)
     assert set(stored["method"]) == {"maximum_match", "whole_layer_match"}
@@ -148,6 +149,13 @@ def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
     assert mm[("conv", 0.15)] == 1.0 and mm[("pool", 0.15)] == 1.0
     assert stored.loc[stored["layer_a"] == "fc", "repeats"].iloc[0] == 1  # 40 probe inputs < D: one exact draw
     assert stored.loc[stored["layer_a"] == "conv", "repeats"].iloc[0] == 2
+    # intervals over the coordinate draws: t interval from (mean, np.std, repeats), NaN with one draw
+    from scipy import stats as st
+
+    two = stored[stored["repeats"] == 2]
+    half = st.t.ppf(0.975, 1) * two["value_std"] * np.sqrt(2 / 1) / np.sqrt(2)  # std ddof=1 = std ddof=0 * sqrt(R/(R-1))
+    assert np.allclose(two["ci_low"], two["value"] - half) and np.allclose(two["ci_high"], two["value"] + half)
+    assert stored.loc[stored["repeats"] == 1, ["ci_low", "ci_high"]].isna().all().all()
     assert stored[["index_a", "layer_a"]].drop_duplicates().values.tolist() == [[0, "conv"], [1, "pool"], [2, "fc"]]
     simple_stored = read_table(out / "p.simple.parquet")
     assert list(simple_stored.columns) == SIMPLE_COLUMNS
@@ -164,8 +172,9 @@ def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
     # figures: PNG + PDF, also when there are no simple matches at all
     figs = tmp_path / "figs"
     figures_stage(out / "all.parquet", out / "all_simple.parquet",
-                  {"max_match_vs_eps_png": figs / "eps.png", "simple_match_sizes_png": figs / "sizes.png"}, LOG)
-    figures_stage(out / "all.parquet", empty, {"max_match_vs_eps_png": figs / "eps2.png", "simple_match_sizes_png": figs / "sizes2.png"}, LOG)
+                  {"max_match_vs_eps_png": figs / "eps.png", "simple_match_sizes_png": figs / "sizes.png"}, LOG, level=0.95)
+    figures_stage(out / "all.parquet", empty, {"max_match_vs_eps_png": figs / "eps2.png", "simple_match_sizes_png": figs / "sizes2.png"}, LOG,
+                  level=0.95)
     for stem in ("eps", "sizes", "eps2", "sizes2"):
         for ext in ("png", "pdf"):
             assert (figs / f"{stem}.{ext}").stat().st_size > 1000
@@ -174,7 +183,7 @@ def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
 def test_pair_job_all_layer_pairs_within_network(tmp_path, caches):
     a, _, _ = caches
     cfg = _settings(eps=[0.2], n_coords=100, repeats=1, simple_eps=None, layer_pairs="all")
-    match, simple = pair_stage(cfg, "cpu", "net_seed0", "net_seed0", a, a, tmp_path / "t.parquet", tmp_path / "s.parquet", LOG)
+    match, simple = pair_stage(cfg, "cpu", "net_seed0", "net_seed0", a, a, tmp_path / "t.parquet", tmp_path / "s.parquet", LOG, level=0.95)
     pairs = match[["layer_a", "layer_b"]].drop_duplicates().values.tolist()
     assert len(pairs) == 6  # upper triangle of 3 layers: the job is symmetric within one network
     diag = match[(match["method"] == "maximum_match") & (match["layer_a"] == match["layer_b"])]
@@ -184,7 +193,7 @@ def test_pair_job_all_layer_pairs_within_network(tmp_path, caches):
 def test_pair_job_refuses_mismatched_probe_order_and_bad_config(tmp_path, caches):
     a, _, shuffled = caches
     with pytest.raises(CacheError, match="different order"):
-        pair_stage(_settings(), "cpu", "x_seed0", "x_seed2", a, shuffled, tmp_path / "t.parquet", tmp_path / "s.parquet", LOG)
+        pair_stage(_settings(), "cpu", "x_seed0", "x_seed2", a, shuffled, tmp_path / "t.parquet", tmp_path / "s.parquet", LOG, level=0.95)
     with pytest.raises(ConfigError, match="n_cords"):
         _settings(n_cords=5)
     assert not (tmp_path / "t.parquet").exists()  # nothing half-written looks finished

@@ -75,11 +75,11 @@ def stitching_distance() -> str:
 
 # --- cross-family sanity tables ---------------------------------------------------------------
 def sanity(name: str) -> str:
-    """``more_similar_than_itself``, ``more_similar_summary`` or ``specificity`` (every family in one table)."""
+    """``more_similar_than_itself``, ``more_similar_summary``, ``specificity`` or ``within_vs_cross`` (every family in one table)."""
     return _r("sanity", f"{name}.csv")
 
 
-SANITY_TABLES = ("more_similar_than_itself", "more_similar_summary", "specificity")
+SANITY_TABLES = ("more_similar_than_itself", "more_similar_summary", "specificity", "within_vs_cross")
 
 
 # --- figures ----------------------------------------------------------------------------------

@@ -160,6 +160,28 @@ class StitchingSettings:
 
 
 @dataclass(frozen=True)
+class UncertaintySettings:
+    bootstrap: int
+    level: float
+    alpha: float
+    correction: str
+    seed: int
+    mcnemar: str
+    n_permutations: int
+    bootstrap_measures: tuple[str, ...] | None
+
+    def bootstrapped(self, measures: typing.Sequence[str]) -> list[str]:
+        """The configured measures that get bootstrap intervals (none when ``bootstrap`` is 0)."""
+        if self.bootstrap == 0:
+            return []
+        return [m for m in measures if self.bootstrap_measures is None or m in self.bootstrap_measures]
+
+    def bootstrap_params(self) -> dict[str, Any]:
+        """What changes the similarity pair tables (Snakemake's rerun trigger of ``similarity_pair``)."""
+        return {k: getattr(self, k) for k in ("bootstrap", "level", "seed", "bootstrap_measures")}
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole experiment, every default filled, validated."""
 
@@ -173,6 +195,7 @@ class Settings:
     subspace_match: SubspaceSettings
     similarity: SimilaritySettings
     stitching: StitchingSettings
+    uncertainty: UncertaintySettings
 
     def to_config(self) -> dict[str, Any]:
         """The filled-in config as plain YAML-able data (lists, not tuples)."""
@@ -182,6 +205,7 @@ class Settings:
 SECTIONS: dict[str, type] = {
     "data": DataSettings, "model": ModelSettings, "train": TrainSettings, "activations": ActivationSettings,
     "subspace_match": SubspaceSettings, "similarity": SimilaritySettings, "stitching": StitchingSettings,
+    "uncertainty": UncertaintySettings,
 }  # fmt: skip
 
 
@@ -402,6 +426,10 @@ def check_semantics(s: Settings) -> None:
     unknown = [m for m in s.similarity.measures if m not in MEASURES]
     if unknown:
         errors.append(f"  at similarity.measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
+    if s.uncertainty.bootstrap_measures is not None:
+        unknown = [m for m in s.uncertainty.bootstrap_measures if m not in MEASURES]
+        if unknown:
+            errors.append(f"  at uncertainty.bootstrap_measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
 
     if s.stitching.pairs.cross != "none" and len(s.seeds) < 2:
         errors.append(f"  at stitching.pairs.cross: {s.stitching.pairs.cross!r} needs at least two seeds "

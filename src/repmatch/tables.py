@@ -18,13 +18,17 @@ import pandas as pd
 
 KEY_COLUMNS = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b"]
 TIDY_COLUMNS = [*KEY_COLUMNS, "method", "value"]
+#: What the probe-sample bootstrap adds to a similarity cell (issue 14): the percentile interval,
+#: the number of finite resamples, and the one-sided paired-bootstrap p-values of "this cell is
+#: more similar than its column's / row's counterpart (same-named layer)". NaN / 0 when not bootstrapped.
+BOOTSTRAP_COLUMNS = ["ci_low", "ci_high", "n_boot", "p_column", "p_row"]
 
 #: The columns each family's per-pair and aggregated tables hold, in order.
 COLUMNS: dict[str, list[str]] = {
-    "similarity": [*TIDY_COLUMNS, "conv_mode"],
+    "similarity": [*TIDY_COLUMNS, "conv_mode", *BOOTSTRAP_COLUMNS],
     "stitching": [*KEY_COLUMNS, "method", "metric", "value"],
     "subspace_match": [*KEY_COLUMNS, "method", "eps", "value", "value_std", "repeats", "n_coords", "d_a", "d_b",
-                       "matched_a", "matched_b", "live_a", "live_b", "chance_value", "chance_std"],
+                       "matched_a", "matched_b", "live_a", "live_b", "chance_value", "chance_std", "ci_low", "ci_high"],
     "subspace_simple": [*KEY_COLUMNS, "method", "eps", "repeat", "value", "size_a", "size_b", "neurons_a", "neurons_b",
                         "found_from", "n_coords", "d_a", "d_b", "mode", "complete"],
 }  # fmt: skip

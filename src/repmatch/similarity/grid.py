@@ -17,14 +17,15 @@ import pandas as pd
 import torch
 
 from ..settings import SimilaritySettings, section_settings
-from ..tables import COLUMNS
+from ..tables import BOOTSTRAP_COLUMNS, COLUMNS
 from .context import GridContext
 from .errors import DegenerateInputError, DegenerateWarning, SimilarityInputError
 from .preprocess import CONV_MODES, View, pair_views, to_matrix
 from .registry import MEASURES, Measure, check_measures
 from .stats import LayerStats
 
-TABLE_COLUMNS = COLUMNS["similarity"]
+#: The point-estimate columns (the pair stage adds the bootstrap columns, ``repmatch.tables.BOOTSTRAP_COLUMNS``).
+TABLE_COLUMNS = [c for c in COLUMNS["similarity"] if c not in BOOTSTRAP_COLUMNS]
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 

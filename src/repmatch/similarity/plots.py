@@ -1,7 +1,10 @@
 """Layer x layer heatmaps of the similarity indices (uses the shared :mod:`repmatch.plotting` helpers).
 
 Per measure two figures: every model pair as one panel (within-network grids included), and the
-grid averaged over all ordered cross-seed pairs (the seed-averaged picture of layer correspondence).
+grid averaged over all ordered cross-seed pairs (the seed-averaged picture of layer correspondence),
+with the number of pairs and a dot on every off-diagonal cell whose t interval over the pairs
+overlaps the interval of its column's diagonal cell (not distinguishable from the counterpart
+across seeds; :func:`repmatch.uncertainty.across_pairs`).
 """
 
 from __future__ import annotations
@@ -85,8 +88,8 @@ def plot_pairs(table: pd.DataFrame, method: str, stem: str | os.PathLike[str]) -
     return save_figure(fig, stem)
 
 
-def cross_seed_mean(table: pd.DataFrame, method: str) -> pd.DataFrame | None:
-    """Mean of value(x_i, y_j) over all ordered pairs of different models (None with one model)."""
+def cross_seed_grids(table: pd.DataFrame, method: str) -> list[pd.DataFrame]:
+    """value(x_i, y_j) of every ordered pair of different models (empty with one model)."""
     m = get_measure(method)
     grids = []
     models = _models(table)
@@ -96,6 +99,12 @@ def cross_seed_mean(table: pd.DataFrame, method: str) -> pd.DataFrame | None:
                 g = oriented_grid(table, method, x, y, m.symmetric)
                 if g is not None:
                     grids.append(g)
+    return grids
+
+
+def cross_seed_mean(table: pd.DataFrame, method: str) -> pd.DataFrame | None:
+    """Mean of value(x_i, y_j) over all ordered pairs of different models (None with one model)."""
+    grids = cross_seed_grids(table, method)
     if not grids:
         return None
     stacked = np.stack([g.to_numpy(dtype=float) for g in grids])
@@ -104,17 +113,51 @@ def cross_seed_mean(table: pd.DataFrame, method: str) -> pd.DataFrame | None:
     return pd.DataFrame(mean, index=grids[0].index, columns=grids[0].columns)
 
 
-def plot_cross_seed(table: pd.DataFrame, method: str, stem: str | os.PathLike[str]) -> list[Path]:
-    """Seed-averaged cross-seed heatmap; a placeholder figure saying so when only one seed is configured."""
-    grid = cross_seed_mean(table, method)
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    if grid is None:
+def overlaps_diagonal(ci_low: np.ndarray, ci_high: np.ndarray, rows: Sequence[str], columns: Sequence[str]) -> np.ndarray:
+    """Cells (i, j), i != j, whose interval overlaps that of the column's counterpart (the row named like column j).
+
+    False where the column has no counterpart, on the counterpart itself, or where an interval is NaN.
+    """
+    pos = {name: i for i, name in enumerate(rows)}
+    out = np.zeros(ci_low.shape, dtype=bool)
+    for j, name in enumerate(columns):
+        c = pos.get(name)
+        if c is None or not (np.isfinite(ci_low[c, j]) and np.isfinite(ci_high[c, j])):
+            continue
+        ok = np.isfinite(ci_low[:, j]) & np.isfinite(ci_high[:, j])
+        out[:, j] = ok & (ci_low[:, j] <= ci_high[c, j]) & (ci_high[:, j] >= ci_low[c, j])
+        out[c, j] = False
+    return out
+
+
+def plot_cross_seed(table: pd.DataFrame, method: str, stem: str | os.PathLike[str], *, level: float) -> list[Path]:
+    """Seed-averaged cross-seed heatmap with the number of pairs; a dot marks cells whose ``level`` t interval
+    over the pairs overlaps the column's diagonal cell's. A placeholder figure when only one seed is configured."""
+    from ..uncertainty.intervals import across_pairs
+
+    grids = cross_seed_grids(table, method)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    if not grids:
         ax.axis("off")
         ax.text(0.5, 0.5, f"{method}: no cross-seed pairs\n(only one seed configured)", ha="center", va="center")
+        return save_figure(fig, stem)
+    agg = across_pairs(np.stack([g.to_numpy(dtype=float) for g in grids]), level=level)
+    mean = pd.DataFrame(agg.mean, index=grids[0].index, columns=grids[0].columns)
+    n_pairs = len(grids)
+    cross = table[(table["method"] == method) & (table["model_a"] != table["model_b"])]
+    n_models = len(set(cross["model_a"]) | set(cross["model_b"]))
+    image = draw_layer_grid(ax, mean, title=f"{method}, mean over {n_pairs} ordered cross-seed pair(s) of {n_models} networks",
+                            xlabel="layer of seed y", ylabel="layer of seed x")  # fmt: skip
+    if n_pairs >= 2:
+        mark = overlaps_diagonal(agg.ci_low, agg.ci_high, list(mean.index), list(mean.columns))
+        r, c = np.nonzero(mark)
+        ax.scatter(c, r + 0.3, s=14, marker="o", facecolor="white", edgecolor="black", linewidth=0.6, zorder=3)
+        note = f"o: {level:.0%} t interval over the pairs overlaps the column's diagonal cell's ({int(mark.sum())} cells)"
     else:
-        image = draw_layer_grid(ax, grid, title=f"{method}, mean over cross-seed pairs", xlabel="layer of seed y",
-                                ylabel="layer of seed x")
-        fig.colorbar(image, ax=ax, label=method)
+        note = "one pair: no interval over pairs"
+    ax.text(0.0, -0.28, note, transform=ax.transAxes, fontsize=7, va="top")
+    fig.colorbar(image, ax=ax, label=method)
+    fig.tight_layout()
     return save_figure(fig, stem)
 
 

@@ -15,17 +15,23 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import concat_tables, read_table, write_table
-from ..settings import SimilaritySettings
-from ..tables import COLUMNS
+from ..settings import SimilaritySettings, UncertaintySettings
+from ..tables import COLUMNS, KEY_COLUMNS
 
 PathLike = str | os.PathLike[str]
 
 
 def pair_stage(
-    settings: SimilaritySettings, device_spec: str, model_a: str, model_b: str, cache_a: PathLike, cache_b: PathLike,
-    out: PathLike, log: logging.Logger,
+    settings: SimilaritySettings, uncertainty: UncertaintySettings, device_spec: str, model_a: str, model_b: str,
+    cache_a: PathLike, cache_b: PathLike, out: PathLike, log: logging.Logger,
 ) -> pd.DataFrame:  # fmt: skip
-    """One model pair: every configured measure on every layer pair, written as parquet."""
+    """One model pair: every configured measure on every layer pair, written as parquet.
+
+    With ``uncertainty.bootstrap`` > 0 the probe rows are resampled (one shared set of resamples
+    for every layer and measure of the pair, :func:`repmatch.uncertainty.bootstrap_similarity_grids`)
+    and every cell gets ``ci_low, ci_high, n_boot, p_column, p_row`` (``repmatch.tables.BOOTSTRAP_COLUMNS``);
+    measures left out (``uncertainty.bootstrap_measures``) or ``bootstrap = 0`` give NaN and ``n_boot = 0``.
+    """
     import torch
 
     from ..backbone.activations import ActivationCache, open_pair
@@ -45,10 +51,44 @@ def pair_stage(
         acts_a, acts_b, model_a, model_b, settings.measures, conv_mode=settings.conv_mode, device=device,
         params=settings.measure_params, on_degenerate=settings.on_degenerate, dtype=settings.precision,
     )  # fmt: skip
-    write_table(df, out)
+    point_s = time.perf_counter() - start
     log.info("%s vs %s: %d values (%d NaN) for %s on %s in %.2f s (conv_mode=%s)", model_a, model_b, len(df),
-             int(df["value"].isna().sum()), ",".join(settings.measures), device, time.perf_counter() - start, settings.conv_mode)
+             int(df["value"].isna().sum()), ",".join(settings.measures), device, point_s, settings.conv_mode)
+    df = add_bootstrap_columns(df, acts_a, acts_b, model_a, model_b, settings, uncertainty, device, log)
+    write_table(df, out)
     return df
+
+
+def add_bootstrap_columns(
+    df: pd.DataFrame, acts_a: Mapping[str, object], acts_b: Mapping[str, object], model_a: str, model_b: str,
+    settings: SimilaritySettings, uncertainty: UncertaintySettings, device: object, log: logging.Logger,
+) -> pd.DataFrame:  # fmt: skip
+    """The point table with ``repmatch.tables.BOOTSTRAP_COLUMNS`` merged in (one-to-one on keys + method)."""
+    from ..uncertainty.similarity_bootstrap import bootstrap_similarity_grids, uncertainty_table
+    from .registry import get_measure
+
+    measures = uncertainty.bootstrapped(settings.measures)
+    if not measures:
+        out = df.assign(ci_low=float("nan"), ci_high=float("nan"), n_boot=0, p_column=float("nan"), p_row=float("nan"))
+        return out[COLUMNS["similarity"]]
+    start = time.perf_counter()
+    same = model_a == model_b
+    res = bootstrap_similarity_grids(
+        acts_a, acts_a if same else acts_b, measures, n_boot=uncertainty.bootstrap, seed=uncertainty.seed,
+        conv_mode=settings.conv_mode, params=settings.measure_params, dtype=settings.precision, device=device,
+        same_model=same, reverse=not same,
+    )  # fmt: skip
+    boot = uncertainty_table(res, model_a, model_b, list(acts_a), list(acts_a if same else acts_b), level=uncertainty.level,
+                             larger_is_similar={m: get_measure(m).larger_is_similar for m in measures})  # fmt: skip
+    keys = [*KEY_COLUMNS, "method"]
+    out = df.merge(boot, on=keys, how="left", validate="one_to_one")
+    if len(out) != len(df):
+        raise RuntimeError(f"bootstrap rows do not match the point table of {model_a} vs {model_b}")
+    out["n_boot"] = out["n_boot"].fillna(0).astype("int64")
+    log.info("%s vs %s: bootstrap B=%d (%s path) of %s in %.2f s; %d cells without a finite interval", model_a, model_b,
+             res.n_boot, res.path, ",".join(measures), time.perf_counter() - start,
+             int(out.loc[out["method"].isin(measures), "ci_low"].isna().sum()))  # fmt: skip
+    return out[COLUMNS["similarity"]]
 
 
 def aggregate_stage(pair_tables: Sequence[PathLike], out: PathLike, log: logging.Logger) -> pd.DataFrame:
@@ -58,8 +98,10 @@ def aggregate_stage(pair_tables: Sequence[PathLike], out: PathLike, log: logging
     return df
 
 
-def figures_stage(settings: SimilaritySettings, table: PathLike, outputs: Mapping[str, PathLike], log: logging.Logger) -> list[Path]:
-    """Heatmaps of every measure; ``outputs`` maps ``<measure>_<kind>_<fmt>`` to paths (``repmatch.paths``)."""
+def figures_stage(settings: SimilaritySettings, uncertainty: UncertaintySettings, table: PathLike,
+                  outputs: Mapping[str, PathLike], log: logging.Logger) -> list[Path]:  # fmt: skip
+    """Heatmaps of every measure; ``outputs`` maps ``<measure>_<kind>_<fmt>`` to paths (``repmatch.paths``);
+    the cross-seed figure's intervals over pairs use ``uncertainty.level``."""
     from ..plotting import stem
     from .plots import FIGURE_KINDS, PLOTS
 
@@ -67,7 +109,8 @@ def figures_stage(settings: SimilaritySettings, table: PathLike, outputs: Mappin
     written: list[Path] = []
     for measure in settings.measures:
         for kind in FIGURE_KINDS:
-            written += PLOTS[kind](df, measure, stem(outputs[f"{measure}_{kind}_png"]))
+            extra = {"level": uncertainty.level} if kind == "cross_seed" else {}
+            written += PLOTS[kind](df, measure, stem(outputs[f"{measure}_{kind}_png"]), **extra)
     missing = sorted({str(p) for p in outputs.values()} - {str(p) for p in written})
     if missing:
         raise RuntimeError(f"similarity figures not produced: {missing}")

@@ -27,29 +27,44 @@ def _message_figure(text: str) -> plt.Figure:
     return fig
 
 
-def plot_max_match_vs_eps(table: pd.DataFrame, path_stem: str | os.PathLike[str]) -> list[Path]:
-    """One line per layer: maximum-match similarity against ε, mean ± std over network pairs, with
-    the chance level (A against coordinate-permuted B) as a dashed line and band in the same colour."""
+def plot_max_match_vs_eps(table: pd.DataFrame, path_stem: str | os.PathLike[str], *, level: float) -> list[Path]:
+    """One line per layer: maximum-match similarity against ε, the mean over network pairs with a
+    band = its ``level`` t interval over the pairs (with one pair: the table's interval over the
+    coordinate draws, ``ci_low, ci_high``), the number of pairs in the
+    title, and the chance level (A against coordinate-permuted B) as a dashed line and light band
+    (± std) in the same colour."""
+    from ..uncertainty.intervals import t_interval_from_summary
+
     rows = corresponding_rows(table, "maximum_match")
     if rows.empty:
         return save_figure(_message_figure("no maximum-match results for corresponding layers"), path_stem)
     stats = rows.groupby(["index_a", "layer_a", "eps"]).agg(
-        mean=("value", "mean"), std=("value", "std"), chance=("chance_value", "mean"), chance_std=("chance_std", "mean")
+        mean=("value", "mean"), std=("value", "std"), count=("value", "count"), chance=("chance_value", "mean"),
+        chance_std=("chance_std", "mean"),
     ).reset_index()
-    n_pairs = rows.groupby(["model_a", "model_b"]).ngroups
+    stats["ci_low"], stats["ci_high"] = t_interval_from_summary(stats["mean"].to_numpy(), stats["std"].to_numpy(),
+                                                                stats["count"].to_numpy(), level=level, ddof=1)  # fmt: skip
     fig, ax = plt.subplots(figsize=(6, 4.3))
+    n_pairs = rows.groupby(["model_a", "model_b"]).ngroups
+    if n_pairs == 1 and {"ci_low", "ci_high"} <= set(rows.columns):  # one pair: the interval over its coordinate draws
+        draws = rows.groupby(["index_a", "layer_a", "eps"])[["ci_low", "ci_high"]].mean().reset_index()
+        stats = stats.drop(columns=["ci_low", "ci_high"]).merge(draws, on=["index_a", "layer_a", "eps"])
     for (_, layer), g in stats.groupby(["index_a", "layer_a"], sort=True):
         g = g.sort_values("eps")
-        line = ax.errorbar(g["eps"], g["mean"], yerr=g["std"].fillna(0.0), marker="o", capsize=2, label=str(layer))
+        line = ax.plot(g["eps"], g["mean"], marker="o", label=str(layer))
+        color = line[0].get_color()
+        if g["ci_low"].notna().any():
+            ax.fill_between(g["eps"], g["ci_low"], g["ci_high"], color=color, alpha=0.25, lw=0)
         if g["chance"].notna().any():
-            color = line[0].get_color()
             ax.plot(g["eps"], g["chance"], ls="--", lw=1, color=color)
             ax.fill_between(g["eps"], g["chance"] - g["chance_std"], g["chance"] + g["chance_std"], color=color, alpha=0.12)
     ax.set_xlabel("ε")
     ax.set_ylabel("maximum-match similarity (|X*|+|Y*|)/(d_A+d_B)")
     ax.set_ylim(-0.02, 1.02)
     chance = " ; dashed: chance (B's coordinates permuted)" if stats["chance"].notna().any() else ""
-    ax.set_title(f"Subspace match of corresponding layers\n(mean ± std over {n_pairs} network pair(s){chance})", fontsize=9)
+    band = (f"band: {level:.0%} t interval over pairs" if n_pairs > 1
+            else f"one pair; band: {level:.0%} t interval over its coordinate draws")  # fmt: skip
+    ax.set_title(f"Subspace match of corresponding layers, mean over {n_pairs} network pair(s)\n({band}{chance})", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(title="layer", fontsize=8, loc="upper left")
     return save_figure(fig, path_stem)

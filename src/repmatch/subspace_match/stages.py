@@ -21,9 +21,10 @@ PathLike = str | os.PathLike[str]
 
 def compare_model_pair(
     model_a: str, model_b: str, path_a: PathLike, path_b: PathLike, settings: SubspaceSettings, device: object,
-    log: logging.Logger | None = None,
+    log: logging.Logger | None = None, *, level: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
-    """Both tidy tables (matches, simple matches) for one model pair's activation caches."""
+    """Both tidy tables (matches, simple matches) for one model pair's activation caches; ``level``:
+    confidence level of the intervals over coordinate draws (``uncertainty.level``)."""
     from ..backbone.activations import open_pair
     from .compare import compare_layers, layer_pairs
     from .tables import match_rows, simple_rows
@@ -39,7 +40,7 @@ def compare_model_pair(
         start = time.perf_counter()
         res = compare_layers(cache_a.load(la), cache_b.load(lb), settings, f"{la}|{lb}", device)
         key = layer_key(model_a, la, index_a[la], model_b, lb, index_b[lb])
-        match += match_rows(key, res)
+        match += match_rows(key, res, level=level)
         simple += simple_rows(key, res)
         if log is not None:
             sims = ", ".join(f"ε={e:g}: {sum(v) / len(v):.3f}" for e, v in res.similarity.items())
@@ -51,9 +52,9 @@ def compare_model_pair(
 
 def pair_stage(
     settings: SubspaceSettings, device_spec: str, model_a: str, model_b: str, path_a: PathLike, path_b: PathLike,
-    out_table: PathLike, out_simple: PathLike, log: logging.Logger,
+    out_table: PathLike, out_simple: PathLike, log: logging.Logger, *, level: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
-    """One model pair: compare it and write its two tables atomically."""
+    """One model pair: compare it and write its two tables atomically (``level``: ``uncertainty.level``)."""
     import torch
 
     from ..device import resolve_device
@@ -61,7 +62,7 @@ def pair_stage(
     torch.set_num_threads(settings.threads)
     device = resolve_device(device_spec)
     log.info("subspace match %s vs %s on %s with %s", model_a, model_b, device, dataclasses.asdict(settings))
-    match, simple = compare_model_pair(model_a, model_b, path_a, path_b, settings, device, log)
+    match, simple = compare_model_pair(model_a, model_b, path_a, path_b, settings, device, log, level=level)
     write_table(match, out_table)
     write_table(simple, out_simple)
     return match, simple
@@ -77,11 +78,13 @@ def aggregate_stage(
     log.info("aggregated %d pair tables: %d match rows, %d simple matches", len(tables), len(match), len(simple))
 
 
-def figures_stage(table: PathLike, simple: PathLike, outputs: Mapping[str, PathLike], log: logging.Logger) -> None:
-    """The ε sweep figure and the simple-match size histogram (``repmatch.paths.SUBSPACE_FIGURE_NAMES``)."""
+def figures_stage(table: PathLike, simple: PathLike, outputs: Mapping[str, PathLike], log: logging.Logger, *,
+                  level: float) -> None:  # fmt: skip
+    """The ε sweep figure (bands: ``level`` t interval over network pairs) and the simple-match size
+    histogram (``repmatch.paths.SUBSPACE_FIGURE_NAMES``)."""
     from ..plotting import stem
     from .plots import plot_max_match_vs_eps, plot_simple_match_sizes
 
-    written = plot_max_match_vs_eps(read_table(table), stem(outputs["max_match_vs_eps_png"]))
+    written = plot_max_match_vs_eps(read_table(table), stem(outputs["max_match_vs_eps_png"]), level=level)
     written += plot_simple_match_sizes(read_table(simple), stem(outputs["simple_match_sizes_png"]))
     log.info("wrote %s", ", ".join(map(str, written)))

@@ -6,7 +6,9 @@ Two observational units, hence two tables:
   with the chance level of the same sweep against coordinate-permuted B (``chance_value``,
   ``chance_std`` over draws and permutations).
   ``method = maximum_match``: ``value`` = maximum-match similarity (|X*|+|Y*|)/(d_A+d_B),
-  averaged over the coordinate draws (``value_std``, ``repeats``). ``method =
+  averaged over the coordinate draws (``value_std``, ``repeats``; ``ci_low, ci_high``: t interval
+  of that mean over the draws, :func:`repmatch.uncertainty.t_interval_from_summary`, which covers
+  the random coordinate draws only, not the probe set or the seeds). ``method =
   whole_layer_match``: ``value`` = the smallest ε at which the whole live layers match (``eps``
   is NaN there).
 * simple matches (``results/subspace/pairs/{pair}.simple.parquet``): one row per distinct
@@ -20,8 +22,8 @@ import numpy as np
 
 from .compare import LayerPairResult
 
-def match_rows(key: dict, res: LayerPairResult) -> list[dict]:
-    """Rows of the matches table for one layer pair."""
+def match_rows(key: dict, res: LayerPairResult, *, level: float) -> list[dict]:
+    """Rows of the matches table for one layer pair (intervals over the draws at ``level``)."""
     common = {**key, "repeats": res.repeats, "n_coords": res.n_coords, "d_a": res.d_a, "d_b": res.d_b,
               "live_a": float(np.mean(res.live_a)), "live_b": float(np.mean(res.live_b))}  # fmt: skip
     rows = [{**common, "method": "whole_layer_match", "eps": np.nan, "value": float(np.mean(res.whole_layer_eps)),
@@ -31,7 +33,20 @@ def match_rows(key: dict, res: LayerPairResult) -> list[dict]:
         rows.append({**common, "method": "maximum_match", "eps": float(e), "value": float(np.mean(res.similarity[e])),
                      "value_std": float(np.std(res.similarity[e])), "matched_a": float(np.mean(res.matched_a[e])),
                      "matched_b": float(np.mean(res.matched_b[e])), **_chance(res.chance_similarity.get(e, []))})  # fmt: skip
+    for row in rows:
+        row.update(draw_interval(row["value"], row["value_std"], res.repeats, level=level))
     return rows
+
+
+def draw_interval(mean: float, std: float, repeats: int, *, level: float) -> dict:
+    """``ci_low, ci_high``: t interval of a mean over ``repeats`` coordinate draws from its ``np.std``
+    (ddof = 0, as stored); NaN with one draw (no spread to estimate)."""
+    from ..uncertainty.intervals import t_interval_from_summary
+
+    if repeats < 2:
+        return {"ci_low": np.nan, "ci_high": np.nan}
+    lo, hi = t_interval_from_summary(np.asarray(mean), np.asarray(std), np.asarray(repeats), level=level, ddof=0)
+    return {"ci_low": float(lo), "ci_high": float(hi)}
 
 
 def _chance(values: list[float]) -> dict:

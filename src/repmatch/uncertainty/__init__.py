@@ -16,7 +16,8 @@ from .._exports import lazy
 
 __getattr__, __all__ = lazy(__name__, {
     "resample": ["bootstrap_counts", "bootstrap_indices"],
-    "similarity_bootstrap": ["BootstrapGrids", "bootstrap_similarity_grids", "interval_table"],
+    "similarity_bootstrap": ["BootstrapGrids", "bootstrap_similarity_grids", "counterpart_pvalues", "interval_table",
+                             "uncertainty_table"],
     "intervals": ["AcrossPairs", "across_pairs", "bootstrap_mean_interval", "clopper_pearson_interval",
                   "percentile_interval", "t_interval", "t_interval_from_summary", "wilson_interval"],
     "significance": ["BinomialVsChance", "McNemarResult", "SelfSimilarityCounts", "binomial_test_vs_chance", "holm",

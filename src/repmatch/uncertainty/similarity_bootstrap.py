@@ -618,3 +618,59 @@ def interval_table(res: BootstrapGrids, model_a: str, model_b: str, layers_a: Se
     frames = [frame(r, model_a, layers_a, idx_a, model_b, layers_b, idx_b, m) for m, r in res.replicates.items()]
     frames += [frame(r, model_b, layers_b, idx_b, model_a, layers_a, idx_a, m) for m, r in res.backward.items()]
     return pd.concat(frames, ignore_index=True)
+
+
+def counterpart_pvalues(replicates: np.ndarray, layers_a: Sequence[str], layers_b: Sequence[str], *,
+                        larger_is_similar: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Paired-bootstrap p-values of "cell (i, j) beats its counterpart", per cell of one grid.
+
+    ``replicates``: (B, L_a, L_b) values of one measure on shared resamples (rows: layers of A,
+    columns: layers of B). The counterpart of column j is the cell (c, j) with A's layer c named
+    like B's layer j (``p_column``); the counterpart of row i is (i, k) with B's layer k named like
+    A's layer i (``p_row``). Each p-value tests H0 "value(i, j) is not more similar than the
+    counterpart" one-sided (direction from ``larger_is_similar``) with
+    :func:`~repmatch.uncertainty.significance.paired_bootstrap_pvalue`; NaN where the layer has no
+    counterpart, on the counterpart itself, and where no resample is finite. Why per cell and
+    uncorrected: the sanity module chooses the family of candidates and corrects within it.
+    """
+    from .significance import paired_bootstrap_pvalue
+
+    reps = np.asarray(replicates, dtype=np.float64)
+    if reps.ndim != 3 or reps.shape[1:] != (len(layers_a), len(layers_b)):
+        raise ValueError(f"need (B, {len(layers_a)}, {len(layers_b)}) replicates, got {reps.shape}")
+    s = 1.0 if larger_is_similar else -1.0
+    pos_a = {name: i for i, name in enumerate(layers_a)}
+    pos_b = {name: j for j, name in enumerate(layers_b)}
+    p_col = np.full(reps.shape[1:], np.nan)
+    p_row = np.full(reps.shape[1:], np.nan)
+    for j, name in enumerate(layers_b):
+        c = pos_a.get(name)
+        if c is not None:
+            p_col[:, j] = paired_bootstrap_pvalue(s * reps[:, :, j], s * reps[:, c, j][:, None], "greater")
+            p_col[c, j] = np.nan
+    for i, name in enumerate(layers_a):
+        k = pos_b.get(name)
+        if k is not None:
+            p_row[i, :] = paired_bootstrap_pvalue(s * reps[:, i, :], s * reps[:, i, k][:, None], "greater")
+            p_row[i, k] = np.nan
+    return p_col, p_row
+
+
+def uncertainty_table(res: BootstrapGrids, model_a: str, model_b: str, layers_a: Sequence[str], layers_b: Sequence[str],
+                      *, level: float, larger_is_similar: Mapping[str, bool]) -> Any:
+    """:func:`interval_table` plus ``p_column, p_row`` (:func:`counterpart_pvalues`) for every cell.
+
+    Rows follow ``similarity_table``'s orientations (backward grids of asymmetric measures as
+    swapped rows, whose p-values are computed on the backward replicates), so the result merges
+    one-to-one on the key columns and ``method``.
+    """
+    table = interval_table(res, model_a, model_b, layers_a, layers_b, level=level)
+    cols, rows = [], []
+    for grids, na, nb in ((res.replicates, layers_a, layers_b), (res.backward, layers_b, layers_a)):
+        for m, reps in grids.items():
+            pc, pr = counterpart_pvalues(reps, na, nb, larger_is_similar=larger_is_similar[m])
+            cols.append(pc.ravel())
+            rows.append(pr.ravel())
+    table["p_column"] = np.concatenate(cols) if cols else np.zeros(0)
+    table["p_row"] = np.concatenate(rows) if rows else np.zeros(0)
+    return table
