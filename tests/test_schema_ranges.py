@@ -23,6 +23,7 @@ _DATASET = "its upper limit depends on the dataset; repmatch.data.load_splits ch
 UNBOUNDED_ABOVE: dict[str, str] = {
     "gpus_per_job": "depends on the cluster's nodes",
     "data.n_test": _DATASET,
+    "subspace_match.n_probe": _DATASET,
     "data.n_train": _DATASET,
     "data.n_probe": _DATASET,
     "train.epochs": _SIZE,
