@@ -100,8 +100,13 @@ def test_tlm_keeps_halves_frozen_and_improves_the_task_loss(nets, small):
         assert all(not p.requires_grad for p in model.parameters())
 
 
-def test_stacked_training_equals_one_at_a_time(nets, small):
-    """Stacking stitches along the batch is an implementation detail: same stitches as separate loops."""
+@pytest.mark.parametrize("options", [
+    {},
+    {"schedule": "cosine", "warmup_epochs": 0.5, "weight_decay": 1e-3, "augment": True},
+])
+def test_stacked_training_equals_one_at_a_time(nets, small, options):
+    """Stacking stitches along the batch is an implementation detail: same stitches as separate loops
+    (also with the per-step schedule, weight decay and augmentation)."""
     a, b = _copy(nets[0]), _copy(nets[1])
     train, _ = small
     shapes = layer_shapes(a, (1, 28, 28))
@@ -111,7 +116,7 @@ def test_stacked_training_equals_one_at_a_time(nets, small):
         g = torch.Generator().manual_seed(3)
         return {Cell("tlm", la, lb): Stitch(shapes[la], shapes[lb], g) for la, lb in cells}
 
-    cfg = TLMConfig(epochs=1, batch_size=64, lr=1e-3, seed=5)
+    cfg = TLMConfig(epochs=2 if options else 1, batch_size=64, lr=1e-3, seed=5, **options)
     stacked, single = fresh(), fresh()
     h1 = train_stitches(a, b, stacked, train.x[:256], train.y[:256], cfg, stacked=True)
     h2 = train_stitches(a, b, single, train.x[:256], train.y[:256], cfg, stacked=False)
@@ -154,7 +159,7 @@ def test_grid_table_and_stages(nets, small, tmp_path):
     for df in tables.values():
         assert list(df.columns) == COLUMNS
         assert set(df["method"]) == {"dm", "tlm", "dm_tlm"}
-        assert set(df["metric"]) == set(METRICS) | {"train_loss"}
+        assert set(df["metric"]) == set(METRICS) | {"train_loss", "train_loss_e1"}
         assert len(df[df["metric"] == "accuracy"]) == 3 * 9
         assert np.isfinite(df["value"]).all()
         assert dict(zip(df["layer_a"], df["index_a"])) == {"conv3": 2, "conv5": 4, "fc1": 5}
@@ -223,3 +228,49 @@ def test_pair_stage_reads_checkpoints_and_writes_table(nets, tmp_path, repo_root
     with pytest.raises(FileNotFoundError, match="does not exist"):
         pair_stage("smallcnn_seed0__smallcnn_seed1", data_cfg, cfg, "cpu", tmp_path / "split.json",
                    tmp_path / "missing.pt", tmp_path / "s1.pt", tmp_path / "o.parquet")
+
+
+def test_tlm_epochs_per_method_and_loss_curve_rows(nets, small):
+    """DM-init TLM may train shorter than random-init TLM; each stitch's loss curve lands in the table."""
+    a, b = _copy(nets[0]), _copy(nets[1])
+    train, test = small
+    cfg = StitchingConfig.from_mapping({"layers": ["conv5", "fc1"], "methods": ["tlm", "dm_tlm"],
+                                        "tlm": {"epochs": 3, "dm_tlm_epochs": 2, "n_train": 128, "schedule": "cosine"}})
+    df = stitch_pair(a, b, train.subset(np.arange(300)), test.subset(np.arange(100)), cfg, "cpu")
+    per_method = df[df["metric"].str.startswith("train_loss_e")].groupby("method")["metric"].nunique().to_dict()
+    assert per_method == {"tlm": 3, "dm_tlm": 2}
+    for method in ("tlm", "dm_tlm"):
+        sub = df[df["method"] == method].pivot_table(index=["layer_a", "layer_b"], columns="metric", values="value")
+        last = sub[f"train_loss_e{cfg.tlm.epochs_for(method)}"]
+        np.testing.assert_allclose(sub["train_loss"], last)
+        prev = sub[f"train_loss_e{cfg.tlm.epochs_for(method) - 1}"]
+        np.testing.assert_allclose(sub["train_loss_change"], (last - prev) / prev)
+        assert set(sub["train_converged"]) <= {0.0, 1.0}
+
+
+def test_folded_batchnorm_equals_the_network(nets, small):
+    from repmatch.stitching.network import fold_batchnorm
+    from repmatch.models import build_model
+
+    net = _copy(nets[0])
+    with torch.no_grad():  # non-trivial BN statistics, so folding has something to get wrong
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.uniform_(0.5, 2), m.bias.uniform_(-1, 1)
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
+    x = torch.from_numpy(small[1].x[:64])
+    with torch.no_grad():
+        for name in net.layer_names:
+            np.testing.assert_allclose(folded.forward_until(x, name).numpy(), net.forward_until(x, name).numpy(), atol=1e-4, rtol=1e-4)
+    torch.manual_seed(0)
+    resnet = freeze(build_model("resnet20", 10, 3, 32))
+    with torch.no_grad():
+        for m in resnet.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+        xr = torch.randn(4, 3, 32, 32)
+        fr = fold_batchnorm(resnet)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fr.modules())
+        np.testing.assert_allclose(fr(xr).numpy(), resnet(xr).numpy(), atol=1e-3, rtol=1e-3)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from .layer import Shape, Stitch, to_rows
 from .network import Cell, freeze, layer_shapes
 from .pairs import stitching_pairs  # noqa: F401  (re-exported)
 from .scores import evaluate_stitches, gaussian_whitener
-from .task import TLMConfig, train_stitches
+from .task import TLMConfig, convergence_metrics, train_stitches
 
 METHODS = ("dm", "tlm", "dm_tlm")
 COLUMNS = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b", "method", "metric", "value"]
@@ -177,11 +177,18 @@ def stitch_pair(
     stitches = build_stitches(pairs, shapes_a, shapes_b, cfg.methods, dm_maps, cfg.tlm.seed)
     trained = {c: s for c, s in stitches.items() if c.method != "dm"}
     history: dict[Cell, list[float]] = {}
-    if trained and cfg.tlm.epochs > 0:
-        tlm_set = train
-        if cfg.tlm_n_train and cfg.tlm_n_train < len(train):
-            tlm_set = train.subset(np.sort(np.random.default_rng(cfg.tlm.seed).permutation(len(train))[: cfg.tlm_n_train]))
-        history = train_stitches(model_a, model_b, trained, tlm_set.x, tlm_set.y, cfg.tlm, device, stacked=True, log=log)
+    tlm_set = train
+    if cfg.tlm_n_train and cfg.tlm_n_train < len(train):
+        tlm_set = train.subset(np.sort(np.random.default_rng(cfg.tlm.seed).permutation(len(train))[: cfg.tlm_n_train]))
+    # one stacked run per epoch count (random-init TLM and DM-init TLM may train for different lengths,
+    # each with its own full schedule); equal counts share one run and its front passes
+    by_epochs: dict[int, dict[Cell, Stitch]] = {}
+    for c, s in trained.items():
+        by_epochs.setdefault(cfg.tlm.epochs_for(c.method), {})[c] = s
+    for epochs, group in sorted(by_epochs.items()):
+        if epochs > 0:
+            history.update(train_stitches(model_a, model_b, group, tlm_set.x, tlm_set.y, replace(cfg.tlm, epochs=epochs),
+                                          device, stacked=True, log=log))
 
     t0 = time.perf_counter()
     scores, base = evaluate_stitches(
@@ -190,7 +197,7 @@ def stitch_pair(
     log.info("scored %d stitches on %d test samples: %.1f s (model B alone: accuracy %.4f)",
              len(stitches), len(test), time.perf_counter() - t0, base["accuracy"])
     for cell, hist in history.items():
-        scores[cell]["train_loss"] = hist[-1]
+        scores[cell].update(convergence_metrics(hist, cfg.tlm.converged_tol))
     rows = []
     for cell, metrics in scores.items():
         ia, ib = model_a.index(cell.layer_a), model_b.index(cell.layer_b)
