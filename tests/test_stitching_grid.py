@@ -22,7 +22,7 @@ from repmatch.stitching import (
     train_stitches,
 )
 from repmatch.stitching.grid import COLUMNS
-from repmatch.stitching.scores import METRICS
+from repmatch.stitching.scores import CLASS_MAHALANOBIS_METRICS, METRICS
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -76,6 +76,7 @@ def test_identity_dm_stitch_reproduces_model_b(nets, small):
         assert abs(s["accuracy"] - base["accuracy"]) <= 0.005, cell
         assert s["repr_diff"] < 1e-8 and s["norm_ratio"] == pytest.approx(1.0, abs=1e-4), cell
         assert abs(s["mahalanobis_auroc"] - 0.5) < 0.05, cell
+        assert s["mahalanobis_separability"] == pytest.approx(max(s["mahalanobis_auroc"], 1 - s["mahalanobis_auroc"]))
 
 
 def test_tlm_keeps_halves_frozen_and_improves_the_task_loss(nets, small):
@@ -159,7 +160,7 @@ def test_grid_table_and_stages(nets, small, tmp_path):
     for df in tables.values():
         assert list(df.columns) == COLUMNS
         assert set(df["method"]) == {"dm", "tlm", "dm_tlm"}
-        assert set(df["metric"]) == set(METRICS) | {"train_loss", "train_loss_e1"}
+        assert set(df["metric"]) == set(METRICS) | set(CLASS_MAHALANOBIS_METRICS) | {"train_loss", "train_loss_e1"}
         assert len(df[df["metric"] == "accuracy"]) == 3 * 9
         assert np.isfinite(df["value"]).all()
         assert dict(zip(df["layer_a"], df["index_a"])) == {"conv3": 2, "conv5": 4, "fc1": 5}

@@ -25,7 +25,7 @@ from .direct import GridNormalEquations, NormalEquations, pinv_grid
 from .layer import Shape, Stitch, to_rows
 from .network import Cell, freeze, layer_shapes
 from .pairs import stitching_pairs  # noqa: F401  (re-exported)
-from .scores import evaluate_stitches, gaussian_whitener
+from .scores import ClassMoments, class_whitener, evaluate_stitches, gaussian_whitener
 from .task import TLMConfig, convergence_metrics, train_stitches
 
 METHODS = ("dm", "tlm", "dm_tlm")
@@ -44,7 +44,8 @@ class StitchingConfig:
     tlm: TLMConfig = field(default_factory=TLMConfig)
     tlm_n_train: int | None = None  # TLM on a seeded subset of the training split (None = all of it)
     batch_size: int = 250  # DM pass and evaluation
-    mahalanobis_shrinkage: float = 0.01
+    mahalanobis_shrinkage: float = 0.01  # variance floor (x mean variance) of the Mahalanobis scores
+    mahalanobis_class_conditional: bool = True  # also the class-conditional score (Lee et al. 2018)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], model_layers: str | Sequence[str] = "all") -> StitchingConfig:
@@ -66,6 +67,7 @@ class StitchingConfig:
             tlm_n_train=tlm.get("n_train"),
             batch_size=int(cfg.get("batch_size", 250)),
             mahalanobis_shrinkage=float(cfg.get("mahalanobis_shrinkage", 0.01)),
+            mahalanobis_class_conditional=bool(cfg.get("mahalanobis_class_conditional", True)),
         )
         if out.dm_solver not in ("lstsq", "pinv"):
             raise ValueError(f"stitching.dm.solver must be 'lstsq' or 'pinv', got {out.dm_solver!r}")
@@ -124,6 +126,30 @@ def fit_direct(
         if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
             raise FloatingPointError(f"DM solution for stitch {key[0]} -> {key[1]} is not finite")
     return maps, whiteners
+
+
+@torch.no_grad()
+def fit_class_whiteners(
+    model_b: StitchableNet, backs: Sequence[str], x: np.ndarray, y: np.ndarray, shrinkage: float, batch_size: int,
+    device: torch.device | str,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Class-conditional Mahalanobis statistics of B's layers on its training split (one pass of B).
+
+    Returns {layer_b: :func:`~repmatch.stitching.scores.class_whitener` output}. A separate pass
+    (B's forward only, seconds on the default data) keeps :func:`fit_direct`'s contract unchanged.
+    """
+    num_classes = int(np.max(y)) + 1
+    moments = {lb: NormalEquations() for lb in backs}
+    per_class = {lb: ClassMoments(num_classes) for lb in backs}
+    for start in range(0, len(x), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
+        yb = torch.from_numpy(np.ascontiguousarray(y[start : start + batch_size])).long()
+        feats = model_b.features(xb, backs)
+        for lb in backs:
+            rows = to_rows(feats[lb])
+            moments[lb].update(rows, {})
+            per_class[lb].update(rows, yb.repeat_interleave(rows.shape[0] // len(yb)))
+    return {lb: class_whitener(*moments[lb].moments(), *per_class[lb].means(), shrinkage) for lb in backs}
 
 
 def build_stitches(
@@ -190,9 +216,13 @@ def stitch_pair(
             history.update(train_stitches(model_a, model_b, group, tlm_set.x, tlm_set.y, replace(cfg.tlm, epochs=epochs),
                                           device, stacked=True, log=log))
 
+    class_whiteners = None
+    if cfg.mahalanobis_class_conditional:
+        class_whiteners = fit_class_whiteners(model_b, sorted(whiteners, key=model_b.layer_names.index), train.x, train.y,
+                                              cfg.mahalanobis_shrinkage, cfg.batch_size, device)
     t0 = time.perf_counter()
     scores, base = evaluate_stitches(
-        model_a, model_b, stitches, test.x, test.y, device, cfg.batch_size, whiteners, cfg.tlm.max_stack
+        model_a, model_b, stitches, test.x, test.y, device, cfg.batch_size, whiteners, cfg.tlm.max_stack, class_whiteners
     )
     log.info("scored %d stitches on %d test samples: %.1f s (model B alone: accuracy %.4f)",
              len(stitches), len(test), time.perf_counter() - t0, base["accuracy"])
