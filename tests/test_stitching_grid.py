@@ -275,3 +275,16 @@ def test_folded_batchnorm_equals_the_network(nets, small):
         fr = fold_batchnorm(resnet)
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fr.modules())
         np.testing.assert_allclose(fr(xr).numpy(), resnet(xr).numpy(), atol=1e-3, rtol=1e-3)
+
+
+def test_grid_with_detectors_adds_detector_metrics(nets, small):
+    a, b = _copy(nets[0]), _copy(nets[1])
+    train, test = small
+    cfg = StitchingConfig.from_mapping({"layers": ["conv5", "fc1"], "methods": ["dm"],
+                                        "detector": {"enabled": True, "epochs": 1, "oe_epochs": 1, "width": 8}})
+    df = stitch_pair(a, b, train.subset(np.arange(300)), test.subset(np.arange(100)), cfg, "cpu")
+    det = df[df["metric"].str.startswith("detector_")].pivot_table(index=["layer_a", "layer_b"], columns="metric", values="value")
+    assert len(det) == 4 and set(det.columns) == {"detector_auroc", "detector_separability", "detector_direction",
+                                                  "detector_aupr", "detector_fpr95"}
+    assert ((det >= -1) & (det <= 1)).all().all()
+    np.testing.assert_allclose(det["detector_separability"], np.maximum(det["detector_auroc"], 1 - det["detector_auroc"]))

@@ -21,6 +21,7 @@ import torch
 
 from ..data import ArrayDataset
 from ..models import StitchableNet, select_layers
+from .detectors import DetectorConfig, fit_detectors
 from .direct import GridNormalEquations, NormalEquations, pinv_grid
 from .layer import Shape, Stitch, to_rows
 from .network import Cell, freeze, layer_shapes
@@ -46,6 +47,8 @@ class StitchingConfig:
     batch_size: int = 250  # DM pass and evaluation
     mahalanobis_shrinkage: float = 0.01  # variance floor (x mean variance) of the Mahalanobis scores
     mahalanobis_class_conditional: bool = True  # also the class-conditional score (Lee et al. 2018)
+    detectors: bool = False  # learned energy-OE detectors per B layer (repmatch.stitching.detectors)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any], model_layers: str | Sequence[str] = "all") -> StitchingConfig:
@@ -68,6 +71,8 @@ class StitchingConfig:
             batch_size=int(cfg.get("batch_size", 250)),
             mahalanobis_shrinkage=float(cfg.get("mahalanobis_shrinkage", 0.01)),
             mahalanobis_class_conditional=bool(cfg.get("mahalanobis_class_conditional", True)),
+            detectors=bool((cfg.get("detector", {}) or {}).get("enabled", False)),
+            detector=DetectorConfig(**{k: v for k, v in (cfg.get("detector", {}) or {}).items() if k != "enabled" and v is not None}),
         )
         if out.dm_solver not in ("lstsq", "pinv"):
             raise ValueError(f"stitching.dm.solver must be 'lstsq' or 'pinv', got {out.dm_solver!r}")
@@ -220,9 +225,15 @@ def stitch_pair(
     if cfg.mahalanobis_class_conditional:
         class_whiteners = fit_class_whiteners(model_b, sorted(whiteners, key=model_b.layer_names.index), train.x, train.y,
                                               cfg.mahalanobis_shrinkage, cfg.batch_size, device)
+    detectors = None
+    if cfg.detectors:  # one detector per B layer, fitted once and reused by every stitch into that layer
+        t0 = time.perf_counter()
+        detectors = fit_detectors(model_b, sorted(whiteners, key=model_b.layer_names.index), train.x, train.y, cfg.detector, device)
+        log.info("OOD detectors for %d B layers: %.1f s", len(detectors), time.perf_counter() - t0)
     t0 = time.perf_counter()
     scores, base = evaluate_stitches(
-        model_a, model_b, stitches, test.x, test.y, device, cfg.batch_size, whiteners, cfg.tlm.max_stack, class_whiteners
+        model_a, model_b, stitches, test.x, test.y, device, cfg.batch_size, whiteners, cfg.tlm.max_stack, class_whiteners,
+        detectors,
     )
     log.info("scored %d stitches on %d test samples: %.1f s (model B alone: accuracy %.4f)",
              len(stitches), len(test), time.perf_counter() - t0, base["accuracy"])

@@ -34,6 +34,7 @@ keeps the pseudo-inverse rule (no floor; dead directions are ignored).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -184,12 +185,14 @@ def evaluate_stitches(
     whiteners: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     max_stack: int | None = None,
     class_whiteners: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
+    detectors: Mapping[str, Any] | None = None,
 ) -> tuple[dict[Cell, dict[str, float]], dict[str, float]]:
     """Score every stitch on (x, y); returns ({cell: {metric: value}}, {"accuracy", "loss"} of B itself).
 
     ``whiteners`` maps B layer -> :func:`gaussian_whitener` output for the Mahalanobis metrics, and
     ``class_whiteners`` B layer -> :func:`class_whitener` output for the class-conditional ones
-    (metrics omitted when absent). Stitches into one B layer are run stacked, as in training; running sums stay
+    (metrics omitted when absent). ``detectors`` maps B layer -> a fitted
+    :class:`~repmatch.stitching.detectors.LayerDetector` (energy score): adds ``detector_*`` metrics. Stitches into one B layer are run stacked, as in training; running sums stay
     on the device (no host sync per batch).
     """
     if len(y) == 0 or len(x) != len(y):
@@ -211,6 +214,8 @@ def evaluate_stitches(
     maha_real: dict[str, list[torch.Tensor]] = {lb: [] for lb in backs}
     cc_stitched: dict[Cell, list[torch.Tensor]] = {c: [] for c in cells}
     cc_real: dict[str, list[torch.Tensor]] = {lb: [] for lb in backs}
+    det_stitched: dict[Cell, list[torch.Tensor]] = {c: [] for c in cells}
+    det_real: dict[str, list[torch.Tensor]] = {lb: [] for lb in backs}
     for start in range(0, len(y), batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
         yb = torch.from_numpy(np.ascontiguousarray(y[start : start + batch_size])).to(device).long()
@@ -225,6 +230,9 @@ def evaluate_stitches(
         if class_whiteners is not None:
             for lb in backs:
                 cc_real[lb].append(class_mahalanobis_per_sample(real[lb], *class_whiteners[lb]))
+        if detectors is not None:
+            for lb in backs:
+                det_real[lb].append(detectors[lb].score(real[lb]))
         for (lb, group), slot in zip(groups, slots):
             g = len(group)
             z = torch.cat([stitches[c](feats_a[c.layer_a]) for c in group])
@@ -249,6 +257,10 @@ def evaluate_stitches(
                 cc = class_mahalanobis_per_sample(z, *class_whiteners[lb]).view(g, n)
                 for k, c in enumerate(group):
                     cc_stitched[c].append(cc[k])
+            if detectors is not None:
+                energies = detectors[lb].score(z).view(g, n)
+                for k, c in enumerate(group):
+                    det_stitched[c].append(energies[k])
     n_total = len(y)
     base_acc, base_loss = (base / n_total).tolist()
     table = sums.cpu().numpy()
@@ -269,5 +281,9 @@ def evaluate_stitches(
         if class_whiteners is not None:
             auc = auroc(torch.cat(cc_stitched[c]).cpu().numpy(), torch.cat(cc_real[c.layer_b]).cpu().numpy())
             scores.update(zip(CLASS_MAHALANOBIS_METRICS, (auc, *separability(auc))))
+        if detectors is not None:
+            from .detectors import detection_metrics  # (detectors imports this module)
+
+            scores.update(detection_metrics(torch.cat(det_stitched[c]).cpu().numpy(), torch.cat(det_real[c.layer_b]).cpu().numpy()))
         out[c] = {k: float(v) for k, v in scores.items()}
     return out, {"accuracy": base_acc, "loss": base_loss}
