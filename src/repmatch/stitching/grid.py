@@ -24,7 +24,7 @@ from ..models import StitchableNet, select_layers
 from .detectors import DetectorConfig, fit_detectors
 from .direct import GridNormalEquations, NormalEquations, pinv_grid
 from .layer import Shape, Stitch, to_rows
-from .network import Cell, freeze, layer_shapes
+from .network import Cell, fold_batchnorm, freeze, layer_shapes
 from .pairs import stitching_pairs  # noqa: F401  (re-exported)
 from .scores import ClassMoments, class_whitener, evaluate_stitches, gaussian_whitener
 from .task import TLMConfig, convergence_metrics, train_stitches
@@ -47,6 +47,7 @@ class StitchingConfig:
     batch_size: int = 250  # DM pass and evaluation
     mahalanobis_shrinkage: float = 0.01  # variance floor (x mean variance) of the Mahalanobis scores
     mahalanobis_class_conditional: bool = True  # also the class-conditional score (Lee et al. 2018)
+    fold_batchnorm: bool = True  # fold the frozen halves' BatchNorm into their convs (exact up to round-off, ~1.3x faster TLM)
     detectors: bool = False  # learned energy-OE detectors per B layer (repmatch.stitching.detectors)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
@@ -71,6 +72,7 @@ class StitchingConfig:
             batch_size=int(cfg.get("batch_size", 250)),
             mahalanobis_shrinkage=float(cfg.get("mahalanobis_shrinkage", 0.01)),
             mahalanobis_class_conditional=bool(cfg.get("mahalanobis_class_conditional", True)),
+            fold_batchnorm=bool(cfg.get("fold_batchnorm", True)),
             detectors=bool((cfg.get("detector", {}) or {}).get("enabled", False)),
             detector=DetectorConfig(**{k: v for k, v in (cfg.get("detector", {}) or {}).items() if k != "enabled" and v is not None}),
         )
@@ -194,6 +196,8 @@ def stitch_pair(
     device = torch.device(device)
     log = log or logging.getLogger("repmatch.stitching")
     freeze(model_a).to(device), freeze(model_b).to(device)
+    if cfg.fold_batchnorm:  # copies: the caller's networks are not modified
+        model_a, model_b = fold_batchnorm(model_a), fold_batchnorm(model_b)
     input_shape = tuple(train.x.shape[1:])
     shapes_a, shapes_b = layer_shapes(model_a, input_shape, device), layer_shapes(model_b, input_shape, device)
     layers_a = select_layers(model_a, "all" if cfg.layers == "all" else list(cfg.layers))
