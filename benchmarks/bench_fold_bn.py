@@ -19,7 +19,14 @@ import numpy as np
 import torch
 
 from repmatch.models import build_model
-from repmatch.stitching import Cell, Stitch, TLMConfig, freeze, layer_shapes, train_stitches
+from repmatch.stitching import (
+    Cell,
+    Stitch,
+    TLMConfig,
+    freeze,
+    layer_shapes,
+    train_stitches,
+)
 from repmatch.stitching.network import fold_batchnorm
 
 

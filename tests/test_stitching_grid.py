@@ -24,7 +24,6 @@ from repmatch.stitching import (
 from repmatch.stitching.grid import COLUMNS
 from repmatch.stitching.scores import CLASS_MAHALANOBIS_METRICS, METRICS
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -250,8 +249,8 @@ def test_tlm_epochs_per_method_and_loss_curve_rows(nets, small):
 
 
 def test_folded_batchnorm_equals_the_network(nets, small):
-    from repmatch.stitching.network import fold_batchnorm
     from repmatch.models import build_model
+    from repmatch.stitching.network import fold_batchnorm
 
     net = _copy(nets[0])
     with torch.no_grad():  # non-trivial BN statistics, so folding has something to get wrong

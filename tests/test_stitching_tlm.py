@@ -11,8 +11,20 @@ import torch
 from torch import nn
 
 from repmatch.models import StitchableNet
-from repmatch.stitching import Cell, Stitch, evaluate_stitches, layer_shapes, train_stitches
-from repmatch.stitching.task import TLMConfig, augment_batch, convergence_metrics, loss_change, lr_at
+from repmatch.stitching import (
+    Cell,
+    Stitch,
+    evaluate_stitches,
+    layer_shapes,
+    train_stitches,
+)
+from repmatch.stitching.task import (
+    TLMConfig,
+    augment_batch,
+    convergence_metrics,
+    loss_change,
+    lr_at,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -163,7 +163,6 @@ class LayerDetector(nn.Module):
 @torch.no_grad()
 def _channel_stats(model_b: StitchableNet, layers: Sequence[str], x: torch.Tensor, batch_size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     sums: dict[str, list[torch.Tensor]] = {}
-    n = 0
     for k in range(0, len(x), batch_size):
         feats = model_b.features(x[k : k + batch_size], layers)
         for name, h in feats.items():
@@ -177,7 +176,6 @@ def _channel_stats(model_b: StitchableNet, layers: Sequence[str], x: torch.Tenso
                 sums[name][2] += m
             else:
                 sums[name] = [s1, s2, torch.tensor(float(m), dtype=torch.float64)]
-        n += 1
     out = {}
     for name, (s1, s2, m) in sums.items():
         mean = s1 / m

@@ -115,6 +115,7 @@ def fold_batchnorm(model: StitchableNet) -> StitchableNet:
     any other BatchNorm is left in place.
     """
     import copy
+    import itertools
 
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -122,7 +123,7 @@ def fold_batchnorm(model: StitchableNet) -> StitchableNet:
     for module in list(folded.modules()):
         if isinstance(module, nn.Sequential):
             items = list(module._modules.items())
-            for (k1, m1), (k2, m2) in zip(items, items[1:]):
+            for (k1, m1), (k2, m2) in itertools.pairwise(items):
                 if isinstance(m1, nn.Conv2d) and isinstance(m2, nn.BatchNorm2d):
                     module._modules[k1] = fuse_conv_bn_eval(m1, m2)
                     module._modules[k2] = nn.Identity()

@@ -38,7 +38,6 @@ from ..models import StitchableNet
 from .layer import Stitch
 from .network import Cell, freeze, group_by_back
 
-
 SCHEDULES = ("constant", "cosine")
 
 
