@@ -27,7 +27,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from repmatch.similarity import MEASURES, DegenerateInputError, similarity, similarity_grids
+from repmatch.similarity import (
+    MEASURES,
+    DegenerateInputError,
+    similarity,
+    similarity_grids,
+)
 
 FULL_WIDTHS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512]
 QUICK_WIDTHS = [32, 32, 64, 64, 128, 128, 128, 256, 256, 256]

@@ -45,7 +45,15 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from repmatch.models import build_model
-from repmatch.stitching import Cell, Stitch, TLMConfig, freeze, group_by_back, layer_shapes, train_stitches
+from repmatch.stitching import (
+    Cell,
+    Stitch,
+    TLMConfig,
+    freeze,
+    group_by_back,
+    layer_shapes,
+    train_stitches,
+)
 
 
 def _setup(arch: str, in_shape: tuple[int, int, int], n: int, device: torch.device):
@@ -103,7 +111,7 @@ def _flop_ratio(a, b, pairs, shapes, x, y, batch: int, device: torch.device) -> 
     for stacked in (False, True):
         stitches = _stitches(pairs, shapes, device)
         with FlopCounterMode(display=False) as counter:
-            train_stitches(a, b, stitches, x[:batch], y[:batch], TLMConfig(epochs=1, batch_size=batch), device, stacked=stacked)
+            train_stitches(a, b, stitches, x[:batch], y[:batch], TLMConfig.make(epochs=1, batch_size=batch), device, stacked=stacked)
         flops[stacked] = counter.get_total_flops()
     return flops[False] / flops[True]
 
@@ -111,9 +119,9 @@ def _flop_ratio(a, b, pairs, shapes, x, y, batch: int, device: torch.device) -> 
 def run_case(name: str, arch: str, in_shape, pairs_fn, n: int, epochs: int, batch: int, device: torch.device) -> float:
     a, b, x, y, shapes = _setup(arch, in_shape, n, device)
     pairs = pairs_fn(a.layer_names)
-    cfg = TLMConfig(epochs=epochs, batch_size=batch, lr=1e-3, seed=0)
+    cfg = TLMConfig.make(epochs=epochs, batch_size=batch, lr=1e-3, seed=0)
     # warm-up (allocator, cuDNN / oneDNN kernel choice) on a few images, not timed
-    _time(a, b, pairs[:2], shapes, x[: 2 * batch], y[: 2 * batch], TLMConfig(epochs=1, batch_size=batch), device, True)
+    _time(a, b, pairs[:2], shapes, x[: 2 * batch], y[: 2 * batch], TLMConfig.make(epochs=1, batch_size=batch), device, True)
     work = epochs * n * len(pairs)
     t_one = _time(a, b, pairs, shapes, x, y, cfg, device, stacked=False)
     t_stk = _time(a, b, pairs, shapes, x, y, cfg, device, stacked=True)

@@ -32,9 +32,18 @@ import warnings
 import numpy as np
 import torch
 
-from repmatch.similarity import DegenerateInputError, get_measure, similarity, similarity_grids
+from repmatch.similarity import (
+    DegenerateInputError,
+    get_measure,
+    similarity,
+    similarity_grids,
+)
 from repmatch.similarity.registry import DEFAULT_CONFIG
-from repmatch.uncertainty import bootstrap_similarity_grids, bootstrap_indices, percentile_interval
+from repmatch.uncertainty import (
+    bootstrap_indices,
+    bootstrap_similarity_grids,
+    percentile_interval,
+)
 
 SHAPES = [(16, 28, 28), (32, 14, 14), (32, 14, 14), (64, 7, 7), (64, 7, 7), (64,)]
 MEASURES = list(DEFAULT_CONFIG["measures"])

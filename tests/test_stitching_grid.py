@@ -21,9 +21,9 @@ from repmatch.stitching import (
     train_stitches,
 )
 from repmatch.stitching.grid import COLUMNS
-from repmatch.stitching.scores import METRICS
 from repmatch.logs import job_logger
 from repmatch.settings import section_settings
+from repmatch.stitching.scores import CLASS_MAHALANOBIS_METRICS, METRICS
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -77,6 +77,7 @@ def test_identity_dm_stitch_reproduces_model_b(nets, small):
         assert abs(s["accuracy"] - base["accuracy"]) <= 0.005, cell
         assert s["repr_diff"] < 1e-8 and s["norm_ratio"] == pytest.approx(1.0, abs=1e-4), cell
         assert abs(s["mahalanobis_auroc"] - 0.5) < 0.05, cell
+        assert s["mahalanobis_separability"] == pytest.approx(max(s["mahalanobis_auroc"], 1 - s["mahalanobis_auroc"]))
 
 
 def test_tlm_keeps_halves_frozen_and_improves_the_task_loss(nets, small):
@@ -89,7 +90,7 @@ def test_tlm_keeps_halves_frozen_and_improves_the_task_loss(nets, small):
     x, y = train.x[:512], train.y[:512]
     init, _ = evaluate_stitches(a, b, stitches, x, y)
     a.train(), b.train()  # training must force eval mode on the halves itself
-    history = train_stitches(a, b, stitches, x, y, TLMConfig(epochs=2, batch_size=64, lr=1e-2, seed=0, max_stack=None))
+    history = train_stitches(a, b, stitches, x, y, TLMConfig.make(epochs=2, batch_size=64, lr=1e-2))
     after, _ = evaluate_stitches(a, b, stitches, x, y)
     for cell in stitches:
         assert after[cell]["loss"] < init[cell]["loss"] - 0.1, cell
@@ -101,8 +102,13 @@ def test_tlm_keeps_halves_frozen_and_improves_the_task_loss(nets, small):
         assert all(not p.requires_grad for p in model.parameters())
 
 
-def test_stacked_training_equals_one_at_a_time(nets, small):
-    """Stacking stitches along the batch is an implementation detail: same stitches as separate loops."""
+@pytest.mark.parametrize("options", [
+    {},
+    {"schedule": "cosine", "warmup_epochs": 0.5, "weight_decay": 1e-3, "augment": True},
+])
+def test_stacked_training_equals_one_at_a_time(nets, small, options):
+    """Stacking stitches along the batch is an implementation detail: same stitches as separate loops
+    (also with the per-step schedule, weight decay and augmentation)."""
     a, b = _copy(nets[0]), _copy(nets[1])
     train, _ = small
     shapes = layer_shapes(a, (1, 28, 28))
@@ -112,7 +118,7 @@ def test_stacked_training_equals_one_at_a_time(nets, small):
         g = torch.Generator().manual_seed(3)
         return {Cell("tlm", la, lb): Stitch(shapes[la], shapes[lb], g) for la, lb in cells}
 
-    cfg = TLMConfig(epochs=1, batch_size=64, lr=1e-3, seed=5, max_stack=None)
+    cfg = TLMConfig.make(**{"epochs": 2 if options else 1, "batch_size": 64, "lr": 1e-3, "seed": 5, **options})
     stacked, single = fresh(), fresh()
     h1 = train_stitches(a, b, stacked, train.x[:256], train.y[:256], cfg, stacked=True)
     h2 = train_stitches(a, b, single, train.x[:256], train.y[:256], cfg, stacked=False)
@@ -155,7 +161,7 @@ def test_grid_table_and_stages(nets, small, tmp_path):
     for df in tables.values():
         assert list(df.columns) == COLUMNS
         assert set(df["method"]) == {"dm", "tlm", "dm_tlm"}
-        assert set(df["metric"]) == set(METRICS) | {"train_loss"}
+        assert set(df["metric"]) == set(METRICS) | set(CLASS_MAHALANOBIS_METRICS) | {"train_loss", "train_loss_e1"}
         assert len(df[df["metric"] == "accuracy"]) == 3 * 9
         assert np.isfinite(df["value"]).all()
         assert dict(zip(df["layer_a"], df["index_a"])) == {"conv3": 2, "conv5": 4, "fc1": 5}
@@ -231,3 +237,62 @@ def test_pair_stage_reads_checkpoints_and_writes_table(nets, tmp_path, repo_root
     with pytest.raises(FileNotFoundError, match="does not exist"):
         pair_stage(cfg, data, ["conv5", "fc1"], "cpu", "smallcnn_seed0", "smallcnn_seed1", tmp_path / "split.json",
                    (tmp_path / "missing.pt", tmp_path / "s1.pt"), metrics, tmp_path / "o.parquet", log)
+
+
+def test_tlm_epochs_per_method_and_loss_curve_rows(nets, small):
+    """DM-init TLM may train shorter than random-init TLM; each stitch's loss curve lands in the table."""
+    a, b = _copy(nets[0]), _copy(nets[1])
+    train, test = small
+    cfg = section_settings("stitching", {"methods": ["tlm", "dm_tlm"],
+                                         "tlm": {"epochs": 3, "dm_tlm_epochs": 2, "n_train": 128, "schedule": "cosine"}})
+    df = stitch_pair(a, b, train.subset(np.arange(300)), test.subset(np.arange(100)), cfg, ["conv5", "fc1"], "cpu")
+    per_method = df[df["metric"].str.startswith("train_loss_e")].groupby("method")["metric"].nunique().to_dict()
+    assert per_method == {"tlm": 3, "dm_tlm": 2}
+    for method in ("tlm", "dm_tlm"):
+        sub = df[df["method"] == method].pivot_table(index=["layer_a", "layer_b"], columns="metric", values="value")
+        epochs = TLMConfig.from_settings(cfg).epochs_for(method)
+        last = sub[f"train_loss_e{epochs}"]
+        np.testing.assert_allclose(sub["train_loss"], last)
+        prev = sub[f"train_loss_e{epochs - 1}"]
+        np.testing.assert_allclose(sub["train_loss_change"], (last - prev) / prev)
+        assert set(sub["train_converged"]) <= {0.0, 1.0}
+
+
+def test_folded_batchnorm_equals_the_network(nets, small):
+    from repmatch.models import build_model
+    from repmatch.stitching.network import fold_batchnorm
+
+    net = _copy(nets[0])
+    with torch.no_grad():  # non-trivial BN statistics, so folding has something to get wrong
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.uniform_(0.5, 2), m.bias.uniform_(-1, 1)
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
+    x = torch.from_numpy(small[1].x[:64])
+    with torch.no_grad():
+        for name in net.layer_names:
+            np.testing.assert_allclose(folded.forward_until(x, name).numpy(), net.forward_until(x, name).numpy(), atol=1e-4, rtol=1e-4)
+    torch.manual_seed(0)
+    resnet = freeze(build_model("resnet20", 10, 3, 32))
+    with torch.no_grad():
+        for m in resnet.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+        xr = torch.randn(4, 3, 32, 32)
+        fr = fold_batchnorm(resnet)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fr.modules())
+        np.testing.assert_allclose(fr(xr).numpy(), resnet(xr).numpy(), atol=1e-3, rtol=1e-3)
+
+
+def test_grid_with_detectors_adds_detector_metrics(nets, small):
+    a, b = _copy(nets[0]), _copy(nets[1])
+    train, test = small
+    cfg = section_settings("stitching", {"methods": ["dm"], "detector": {"enabled": True, "epochs": 1, "oe_epochs": 1, "width": 8}})
+    df = stitch_pair(a, b, train.subset(np.arange(300)), test.subset(np.arange(100)), cfg, ["conv5", "fc1"], "cpu")
+    det = df[df["metric"].str.startswith("detector_")].pivot_table(index=["layer_a", "layer_b"], columns="metric", values="value")
+    assert len(det) == 4 and set(det.columns) == {"detector_auroc", "detector_separability", "detector_direction",
+                                                  "detector_aupr", "detector_fpr95"}
+    assert ((det >= -1) & (det <= 1)).all().all()
+    np.testing.assert_allclose(det["detector_separability"], np.maximum(det["detector_auroc"], 1 - det["detector_auroc"]))

@@ -143,6 +143,28 @@ class TLMSettings:
     batch_size: int
     lr: float
     n_train: int | None
+    schedule: str
+    warmup_epochs: float
+    final_lr_fraction: float
+    weight_decay: float
+    augment: bool
+    dm_tlm_epochs: int | None
+    converged_tol: float
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    enabled: bool
+    epochs: int
+    oe_epochs: int
+    batch_size: int
+    lr: float
+    oe_lr: float
+    width: int
+    m_in: float
+    m_out: float
+    oe_weight: float
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -156,6 +178,9 @@ class StitchingSettings:
     max_stack: int | None
     batch_size: int
     mahalanobis_shrinkage: float
+    mahalanobis_class_conditional: bool
+    fold_batchnorm: bool
+    detector: DetectorSettings
     threads: int
 
 
@@ -434,6 +459,9 @@ def check_semantics(s: Settings) -> None:
     if s.stitching.pairs.cross != "none" and len(s.seeds) < 2:
         errors.append(f"  at stitching.pairs.cross: {s.stitching.pairs.cross!r} needs at least two seeds "
                       f"(seeds = {list(s.seeds)}); use 'none'")
+    if not s.stitching.detector.m_in < s.stitching.detector.m_out:
+        errors.append(f"  at stitching.detector.m_in: the energy margins need m_in < m_out, got {s.stitching.detector.m_in} "
+                      f"and {s.stitching.detector.m_out}")
     if s.subspace_match.simple_repeats > s.subspace_match.repeats:
         errors.append(f"  at subspace_match.simple_repeats: {s.subspace_match.simple_repeats} exceeds "
                       f"subspace_match.repeats = {s.subspace_match.repeats}")

@@ -22,7 +22,15 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import torch
 
-from .layer import Shape, as_map, resize_matrix, spatial, stitch_inputs, target_rows, to_rows
+from .layer import (
+    Shape,
+    as_map,
+    resize_matrix,
+    spatial,
+    stitch_inputs,
+    target_rows,
+    to_rows,
+)
 
 F64 = torch.float64
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,11 +22,12 @@ from ..data import ArrayDataset
 from ..models import StitchableNet, select_layers
 from ..settings import StitchingSettings
 from ..tables import COLUMNS as TABLE_COLUMNS
+from .detectors import fit_detectors
 from .direct import GridNormalEquations, NormalEquations, pinv_grid
 from .layer import Shape, Stitch, to_rows
-from .network import Cell, freeze, layer_shapes
-from .scores import evaluate_stitches, gaussian_whitener
-from .task import TLMConfig, train_stitches
+from .network import Cell, fold_batchnorm, freeze, layer_shapes
+from .scores import ClassMoments, class_whitener, evaluate_stitches, gaussian_whitener
+from .task import TLMConfig, convergence_metrics, train_stitches
 
 METHODS = ("dm", "tlm", "dm_tlm")
 COLUMNS = TABLE_COLUMNS["stitching"]
@@ -83,6 +85,30 @@ def fit_direct(
     return maps, whiteners
 
 
+@torch.no_grad()
+def fit_class_whiteners(
+    model_b: StitchableNet, backs: Sequence[str], x: np.ndarray, y: np.ndarray, shrinkage: float, batch_size: int,
+    device: torch.device | str,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Class-conditional Mahalanobis statistics of B's layers on its training split (one pass of B).
+
+    Returns {layer_b: :func:`~repmatch.stitching.scores.class_whitener` output}. A separate pass
+    (B's forward only, seconds on the default data) keeps :func:`fit_direct`'s contract unchanged.
+    """
+    num_classes = int(np.max(y)) + 1
+    moments = {lb: NormalEquations() for lb in backs}
+    per_class = {lb: ClassMoments(num_classes) for lb in backs}
+    for start in range(0, len(x), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
+        yb = torch.from_numpy(np.ascontiguousarray(y[start : start + batch_size])).long()
+        feats = model_b.features(xb, backs)
+        for lb in backs:
+            rows = to_rows(feats[lb])
+            moments[lb].update(rows, {})
+            per_class[lb].update(rows, yb.repeat_interleave(rows.shape[0] // len(yb)))
+    return {lb: class_whitener(*moments[lb].moments(), *per_class[lb].means(), shrinkage) for lb in backs}
+
+
 def build_stitches(
     pairs: Sequence[tuple[str, str]],
     shapes_a: Mapping[str, Shape],
@@ -114,13 +140,15 @@ def stitch_pair(
     names: tuple[str, str] = ("A", "B"),
     log: logging.Logger | None = None,
 ) -> pd.DataFrame:
-    """Run the whole grid (every layer of ``layers`` in A x every one in B) for one ordered pair.
+    """Run the whole grid (every configured layer of A x every configured layer of B) for one ordered pair.
 
     Returns the tidy table: one row per (layer_a, layer_b, method, metric).
     """
     device = torch.device(device)
     log = log or logging.getLogger("repmatch.stitching")
     freeze(model_a).to(device), freeze(model_b).to(device)
+    if cfg.fold_batchnorm:  # copies: the caller's networks are not modified
+        model_a, model_b = fold_batchnorm(model_a), fold_batchnorm(model_b)
     input_shape = tuple(train.x.shape[1:])
     shapes_a, shapes_b = layer_shapes(model_a, input_shape, device), layer_shapes(model_b, input_shape, device)
     layers_a, layers_b = select_layers(model_a, layers), select_layers(model_b, layers)
@@ -134,22 +162,38 @@ def stitch_pair(
     stitches = build_stitches(pairs, shapes_a, shapes_b, cfg.methods, dm_maps, cfg.seed)
     trained = {c: s for c, s in stitches.items() if c.method != "dm"}
     history: dict[Cell, list[float]] = {}
-    if trained and cfg.tlm.epochs > 0:
-        tlm_set = train
-        if cfg.tlm.n_train and cfg.tlm.n_train < len(train):
-            tlm_set = train.subset(np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.tlm.n_train]))
-        history = train_stitches(
-            model_a, model_b, trained, tlm_set.x, tlm_set.y, TLMConfig.from_settings(cfg), device, stacked=True, log=log
-        )
+    tlm_set = train
+    if cfg.tlm.n_train and cfg.tlm.n_train < len(train):
+        tlm_set = train.subset(np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.tlm.n_train]))
+    tlm = TLMConfig.from_settings(cfg)
+    # one stacked run per epoch count (random-init TLM and DM-init TLM may train for different lengths,
+    # each with its own full schedule); equal counts share one run and its front passes
+    by_epochs: dict[int, dict[Cell, Stitch]] = {}
+    for c, s in trained.items():
+        by_epochs.setdefault(tlm.epochs_for(c.method), {})[c] = s
+    for epochs, group in sorted(by_epochs.items()):
+        if epochs > 0:
+            history.update(train_stitches(model_a, model_b, group, tlm_set.x, tlm_set.y, replace(tlm, epochs=epochs),
+                                          device, stacked=True, log=log))
 
+    class_whiteners = None
+    if cfg.mahalanobis_class_conditional:
+        class_whiteners = fit_class_whiteners(model_b, sorted(whiteners, key=model_b.layer_names.index), train.x, train.y,
+                                              cfg.mahalanobis_shrinkage, cfg.batch_size, device)
+    detectors = None
+    if cfg.detector.enabled:  # one detector per B layer, fitted once and reused by every stitch into that layer
+        t0 = time.perf_counter()
+        detectors = fit_detectors(model_b, sorted(whiteners, key=model_b.layer_names.index), train.x, train.y, cfg.detector, device)
+        log.info("OOD detectors for %d B layers: %.1f s", len(detectors), time.perf_counter() - t0)
     t0 = time.perf_counter()
     scores, base = evaluate_stitches(
-        model_a, model_b, stitches, test.x, test.y, device, cfg.batch_size, whiteners, cfg.max_stack
+        model_a, model_b, stitches, test.x, test.y, device, cfg.batch_size, whiteners, cfg.max_stack, class_whiteners,
+        detectors,
     )
     log.info("scored %d stitches on %d test samples: %.1f s (model B alone: accuracy %.4f)",
              len(stitches), len(test), time.perf_counter() - t0, base["accuracy"])
     for cell, hist in history.items():
-        scores[cell]["train_loss"] = hist[-1]
+        scores[cell].update(convergence_metrics(hist, cfg.tlm.converged_tol))
     rows = []
     for cell, metrics in scores.items():
         ia, ib = model_a.index(cell.layer_a), model_b.index(cell.layer_b)
