@@ -46,7 +46,7 @@ def test_lr_schedule_warmup_and_cosine():
     with pytest.raises(ValueError):
         lr_at(100, 100, lr=lr, schedule="cosine")
     with pytest.raises(ValueError, match="schedule"):
-        TLMConfig.from_mapping({"schedule": "step"})
+        TLMConfig.make(schedule="step")
 
 
 def test_augment_batch_matches_naive_crop_and_flip():
