@@ -180,7 +180,8 @@ def test_grid_table_and_stages(nets, small, tmp_path):
     more = more_similar_than_itself(stitching_scores(agg, len(test)))
     # 2 model pairs x 3 methods x 2 metrics x 2 directions x 3 layers
     assert set(more["kind"]) == {"within", "cross"} and len(more) == 2 * 3 * 2 * 2 * 3
-    names = ["within_accuracy_grids", "cross_accuracy_grids", "accuracy_vs_layer_distance"]
+    names = ["within_accuracy_grids", "cross_accuracy_grids", "within_ood_grids", "cross_ood_grids",
+             "accuracy_vs_layer_distance", "accuracy_vs_ood"]
     outputs = {f"{k}_{fmt}": tmp_path / "figs" / f"{k}.{fmt}" for k in names for fmt in ("png", "pdf")}
     written = figures_stage(tmp_path / "stitching.parquet", tmp_path / "dist.csv", outputs, log)
     assert {str(p) for p in written} == {str(p) for p in outputs.values()}

@@ -97,7 +97,9 @@ def similarity_figure_names(measures: Iterable[str]) -> list[str]:
 
 
 def stitching_figure_names(kinds: Iterable[str]) -> list[str]:
-    return [f"{kind}_accuracy_grids" for kind in kinds] + ["accuracy_vs_layer_distance"]
+    kinds = list(kinds)
+    return ([f"{kind}_accuracy_grids" for kind in kinds] + [f"{kind}_ood_grids" for kind in kinds]
+            + ["accuracy_vs_layer_distance", "accuracy_vs_ood"])  # fmt: skip
 
 
 SUBSPACE_FIGURE_NAMES = ("max_match_vs_eps", "simple_match_sizes")

@@ -72,3 +72,86 @@ def plot_distance_curves(
     axes[0][0].set_ylabel(f"stitched test {dist['metric'].iloc[0]}")
     axes[0][-1].legend(fontsize=8, loc="lower left")
     return save_figure(fig, path_stem, formats)
+
+
+#: The out-of-distribution scores drawn beside the accuracy (AUROC of stitched vs real
+#: representations of the same test images: 0.5 = indistinguishable, 1 = stitched more atypical,
+#: 0 = stitched more typical than real ones), in order of preference.
+OOD_SCORES = {
+    "detector_auroc": "learned detector AUROC (energy, outlier exposure)",
+    "mahalanobis_cc_auroc": "class-conditional Mahalanobis AUROC",
+    "mahalanobis_auroc": "Mahalanobis AUROC",
+}
+
+
+def _ood_metrics(df: pd.DataFrame) -> list[str]:
+    present = set(df["metric"])
+    return [m for m in OOD_SCORES if m in present]
+
+
+def plot_ood_grids(df: pd.DataFrame, kind: str, path_stem: str | os.PathLike[str], formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Rows: stitched accuracy, then every OOD score present; columns: methods. Grids averaged over the
+    model pairs of ``kind`` -- the paper's argument side by side: where TLM's accuracy is high far
+    from the diagonal, are its stitched representations out of distribution?"""
+    same = df["model_a"] == df["model_b"]
+    sel = df[same if kind == "within" else ~same]
+    rows = ["accuracy", *_ood_metrics(sel)]
+    methods = _methods(sel)
+    if sel.empty or not methods:
+        raise ValueError(f"no {kind}-network stitching results to plot")
+    n_layers = sel["layer_b"].nunique()
+    size = max(3.2, 0.45 * n_layers + 1.6)
+    fig, axes = plt.subplots(len(rows), len(methods), figsize=(size * len(methods) + 1.5, size * len(rows)), squeeze=False)
+    fig.subplots_adjust(wspace=0.35, hspace=0.45)
+    for r, metric in enumerate(rows):
+        image = None
+        for c, method in enumerate(methods):
+            part = sel[(sel["method"] == method) & (sel["metric"] == metric)]
+            ax = axes[r][c]
+            if part.empty:
+                ax.axis("off")
+                continue
+            cmap, (vmin, vmax) = ("viridis", (0.0, 1.0)) if metric == "accuracy" else ("coolwarm", (0.0, 1.0))
+            title = f"{LABELS.get(method, method)}\n{metric}" if r == 0 else metric
+            image = draw_layer_grid(ax, layer_grid(part), title, ylabel="model A layer" if c == 0 else "", cmap=cmap,
+                                    vmin=vmin, vmax=vmax)  # fmt: skip
+        if image is not None:
+            label = "stitched accuracy" if metric == "accuracy" else "AUROC (0.5 = in distribution)"
+            fig.colorbar(image, ax=list(axes[r]), label=label, shrink=0.85)
+    n_pairs = sel[["model_a", "model_b"]].drop_duplicates().shape[0]
+    label = "within-network (A = B)" if kind == "within" else "cross-seed (A != B)"
+    fig.suptitle(f"Stitched accuracy and how out of distribution the stitched representation is, {label}, "
+                 f"mean over {n_pairs} model pair(s)", fontsize=11)  # fmt: skip
+    return save_figure(fig, path_stem, formats)
+
+
+def plot_accuracy_vs_ood(df: pd.DataFrame, path_stem: str | os.PathLike[str], formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """One point per cell and model pair: stitched accuracy against each OOD score, per method
+    (filled: within-network, open: cross-seed; the diagonal i = j cells ringed)."""
+    metrics = _ood_metrics(df)
+    if not metrics:
+        raise ValueError("the stitching table holds no OOD score to plot")
+    acc = df[df["metric"] == "accuracy"].set_index(["model_a", "model_b", "layer_a", "layer_b", "method"])["value"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.2), squeeze=False, sharey=True)
+    for ax, metric in zip(axes[0], metrics):
+        ood = df[df["metric"] == metric].set_index(["model_a", "model_b", "layer_a", "layer_b", "method"])["value"]
+        both = pd.concat({"acc": acc, "ood": ood}, axis=1).dropna().reset_index()
+        for method in _methods(both):
+            part = both[both["method"] == method]
+            within = part["model_a"] == part["model_b"]
+            line = ax.scatter(part.loc[within, "ood"], part.loc[within, "acc"], s=18, label=LABELS.get(method, method))
+            color = line.get_facecolor()[0]
+            ax.scatter(part.loc[~within, "ood"], part.loc[~within, "acc"], s=18, facecolors="none", edgecolors=[color])
+            diag = part["layer_a"] == part["layer_b"]
+            ax.scatter(part.loc[diag, "ood"], part.loc[diag, "acc"], s=70, facecolors="none", edgecolors="black", lw=0.6)
+        ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel(OOD_SCORES[metric])
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("stitched test accuracy")
+    axes[0][0].legend(fontsize=8, loc="lower left")
+    fig.suptitle("Stitched accuracy against out-of-distribution score, one point per cell "
+                 "(filled: within-network, open: cross-seed, ringed: i = j)", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    return save_figure(fig, path_stem, formats)

@@ -61,13 +61,15 @@ def distance_stage(table: PathLike, out: PathLike, log: logging.Logger) -> pd.Da
 def figures_stage(table: PathLike, distance_csv: PathLike, outputs: Mapping[str, PathLike], log: logging.Logger) -> list[Path]:
     """Draw the figures named in ``outputs`` (``repmatch.paths.stitching_figure_names`` + format)."""
     from ..plotting import stem
-    from .plots import plot_accuracy_grids, plot_distance_curves
+    from .plots import plot_accuracy_grids, plot_accuracy_vs_ood, plot_distance_curves, plot_ood_grids
 
     df = read_table(table)
     written: list[Path] = []
     for kind in ("within", "cross"):
         if f"{kind}_accuracy_grids_png" in outputs:
             written += plot_accuracy_grids(df, kind, stem(outputs[f"{kind}_accuracy_grids_png"]))
+            written += plot_ood_grids(df, kind, stem(outputs[f"{kind}_ood_grids_png"]))
     written += plot_distance_curves(read_table(distance_csv), stem(outputs["accuracy_vs_layer_distance_png"]))
+    written += plot_accuracy_vs_ood(df, stem(outputs["accuracy_vs_ood_png"]))
     log.info("wrote %d figure files", len(written))
     return written
