@@ -12,6 +12,7 @@ rule stitching_pair:
         data=SETTINGS.data.result_params(),
         stitching=result_params(SETTINGS.stitching, "pairs", "layers"),
         layers=stitching_layers(SETTINGS),
+        uncertainty={"level": SETTINGS.uncertainty.level, "mcnemar": SETTINGS.uncertainty.mcnemar},
     threads: SETTINGS.stitching.threads
     resources:
         gpu=GPUS_PER_JOB,

@@ -269,3 +269,34 @@ def test_distance_curve():
     assert set(accuracy_vs_layer_distance(pd.concat([df, _table({"dm": dm}, ("m0", "m1"))]))["kind"]) == {"within", "cross"}
     with pytest.raises(ValueError, match="no rows for metric"):
         accuracy_vs_layer_distance(df, metric="loss")
+
+
+def test_accuracy_intervals_and_mcnemar_against_the_counterpart():
+    """Wilson interval of each stitched accuracy; one-sided McNemar p-value of a cell against its
+    column's and row's counterpart on the same images (b = 7 discordant images for the cell, c = 2
+    for the counterpart: exact p = P(X >= 7), X ~ Bin(9, 1/2); mid-p takes half of P(X = 7))."""
+    from math import comb
+
+    from repmatch.settings import section_settings
+    from repmatch.stitching.grid import accuracy_uncertainty
+    from repmatch.stitching.network import Cell
+
+    n = 40
+    own = np.zeros(n, bool)
+    own[:20] = True  # (l1, l1): 20 right
+    other = own.copy()
+    other[:2] = False  # 2 images only the counterpart gets right (c = 2)
+    other[20:27] = True  # 7 images only the other cell gets right (b = 7)
+    per_image = {Cell("tlm", "l1", "l1"): own, Cell("tlm", "l0", "l1"): other, Cell("tlm", "l0", "l0"): own}
+    out = accuracy_uncertainty(per_image, section_settings("uncertainty", {"mcnemar": "exact", "level": 0.95}))
+    lo, hi, p_col, p_row = out[Cell("tlm", "l0", "l1")]
+    exact = sum(comb(9, k) for k in range(7, 10)) / 2**9
+    assert p_col == pytest.approx(exact)  # against (l1, l1): b = 7, c = 2
+    assert p_row == pytest.approx(exact)  # against (l0, l0), which equals (l1, l1) here
+    k = other.sum()
+    p, z = k / n, 1.959963984540054
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (lo, hi) == pytest.approx((centre - half, centre + half))
+    assert np.isnan(out[Cell("tlm", "l1", "l1")][2]) and np.isnan(out[Cell("tlm", "l1", "l1")][3])  # itself
+    midp = accuracy_uncertainty(per_image, section_settings("uncertainty", {"mcnemar": "midp"}))[Cell("tlm", "l0", "l1")][2]
+    assert midp == pytest.approx(exact - comb(9, 7) / 2**9 / 2)

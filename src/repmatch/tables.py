@@ -26,7 +26,7 @@ BOOTSTRAP_COLUMNS = ["ci_low", "ci_high", "n_boot", "p_column", "p_row"]
 #: The columns each family's per-pair and aggregated tables hold, in order.
 COLUMNS: dict[str, list[str]] = {
     "similarity": [*TIDY_COLUMNS, "conv_mode", *BOOTSTRAP_COLUMNS],
-    "stitching": [*KEY_COLUMNS, "method", "metric", "value"],
+    "stitching": [*KEY_COLUMNS, "method", "metric", "value", "ci_low", "ci_high", "p_column", "p_row"],
     "subspace_match": [*KEY_COLUMNS, "method", "eps", "value", "value_std", "repeats", "n_coords", "d_a", "d_b",
                        "matched_a", "matched_b", "live_a", "live_b", "chance_value", "chance_std", "ci_low", "ci_high"],
     "subspace_simple": [*KEY_COLUMNS, "method", "eps", "repeat", "value", "size_a", "size_b", "neurons_a", "neurons_b",

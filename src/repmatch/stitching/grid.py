@@ -20,7 +20,7 @@ import torch
 
 from ..data import ArrayDataset
 from ..models import StitchableNet, select_layers
-from ..settings import StitchingSettings
+from ..settings import StitchingSettings, UncertaintySettings, section_settings
 from ..tables import COLUMNS as TABLE_COLUMNS
 from .detectors import fit_detectors
 from .direct import GridNormalEquations, NormalEquations, pinv_grid
@@ -139,10 +139,14 @@ def stitch_pair(
     device: torch.device | str = "cpu",
     names: tuple[str, str] = ("A", "B"),
     log: logging.Logger | None = None,
+    uncertainty: UncertaintySettings | None = None,
 ) -> pd.DataFrame:
     """Run the whole grid (every configured layer of A x every configured layer of B) for one ordered pair.
 
-    Returns the tidy table: one row per (layer_a, layer_b, method, metric).
+    Returns the tidy table: one row per (layer_a, layer_b, method, metric). Accuracy rows carry a
+    Wilson interval (``ci_low``, ``ci_high``, at ``uncertainty.level``) and one-sided McNemar
+    p-values (``p_column``, ``p_row``) of "this cell is more accurate than its column's / row's
+    counterpart cell" (the same-named layer), on the same test images; NaN elsewhere.
     """
     device = torch.device(device)
     log = log or logging.getLogger("repmatch.stitching")
@@ -186,17 +190,45 @@ def stitch_pair(
         detectors = fit_detectors(model_b, sorted(whiteners, key=model_b.layer_names.index), train.x, train.y, cfg.detector, device)
         log.info("OOD detectors for %d B layers: %.1f s", len(detectors), time.perf_counter() - t0)
     t0 = time.perf_counter()
+    per_image: dict[Cell, np.ndarray] = {}
     scores, base = evaluate_stitches(
         model_a, model_b, stitches, test.x, test.y, device, cfg.batch_size, whiteners, cfg.max_stack, class_whiteners,
-        detectors,
+        detectors, per_image,
     )
     log.info("scored %d stitches on %d test samples: %.1f s (model B alone: accuracy %.4f)",
              len(stitches), len(test), time.perf_counter() - t0, base["accuracy"])
     for cell, hist in history.items():
         scores[cell].update(convergence_metrics(hist, cfg.tlm.converged_tol))
+    accuracy_tests = accuracy_uncertainty(per_image, uncertainty or section_settings("uncertainty"))
     rows = []
+    nan4 = (np.nan,) * 4
     for cell, metrics in scores.items():
         ia, ib = model_a.index(cell.layer_a), model_b.index(cell.layer_b)
         for metric, value in metrics.items():
-            rows.append((names[0], cell.layer_a, ia, names[1], cell.layer_b, ib, cell.method, metric, float(value)))
+            extra = accuracy_tests[cell] if metric == "accuracy" else nan4
+            rows.append((names[0], cell.layer_a, ia, names[1], cell.layer_b, ib, cell.method, metric, float(value), *extra))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def accuracy_uncertainty(per_image: Mapping[Cell, np.ndarray], uncertainty: UncertaintySettings) -> dict[Cell, tuple[float, ...]]:
+    """Per cell: (Wilson ci_low, ci_high, McNemar p_column, p_row) of its stitched accuracy.
+
+    ``p_column``: one-sided McNemar p-value that cell (i, j) is more accurate than (j, j) -- B layer
+    j's own counterpart -- on the same test images; ``p_row``: than (i, i). NaN on the counterpart
+    itself or where the grid has no counterpart cell. Uncorrected: the sanity tests correct them.
+    """
+    from ..uncertainty.intervals import wilson_interval
+    from ..uncertainty.significance import mcnemar_one_sided_pvalue
+
+    def p_beats(cell: Cell, other: Cell) -> float:
+        if other == cell or other not in per_image:
+            return np.nan
+        mine, theirs = per_image[cell], per_image[other]
+        return mcnemar_one_sided_pvalue(int(np.sum(mine & ~theirs)), int(np.sum(theirs & ~mine)), uncertainty.mcnemar)
+
+    out = {}
+    for cell, hits in per_image.items():
+        lo, hi = wilson_interval(int(hits.sum()), len(hits), uncertainty.level)
+        out[cell] = (float(lo), float(hi), p_beats(cell, Cell(cell.method, cell.layer_b, cell.layer_b)),
+                     p_beats(cell, Cell(cell.method, cell.layer_a, cell.layer_a)))  # fmt: skip
+    return out

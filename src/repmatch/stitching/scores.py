@@ -186,14 +186,17 @@ def evaluate_stitches(
     max_stack: int | None = None,
     class_whiteners: Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
     detectors: Mapping[str, Any] | None = None,
+    per_image: dict[Cell, np.ndarray] | None = None,
 ) -> tuple[dict[Cell, dict[str, float]], dict[str, float]]:
     """Score every stitch on (x, y); returns ({cell: {metric: value}}, {"accuracy", "loss"} of B itself).
 
     ``whiteners`` maps B layer -> :func:`gaussian_whitener` output for the Mahalanobis metrics, and
     ``class_whiteners`` B layer -> :func:`class_whitener` output for the class-conditional ones
     (metrics omitted when absent). ``detectors`` maps B layer -> a fitted
-    :class:`~repmatch.stitching.detectors.LayerDetector` (energy score): adds ``detector_*`` metrics. Stitches into one B layer are run stacked, as in training; running sums stay
-    on the device (no host sync per batch).
+    :class:`~repmatch.stitching.detectors.LayerDetector` (energy score): adds ``detector_*`` metrics.
+    ``per_image`` (a dict, filled in place): each cell's per-image correctness (bool, test order), for
+    paired tests between cells on the same images. Stitches into one B layer are run stacked, as in
+    training; running sums stay on the device (no host sync per batch).
     """
     if len(y) == 0 or len(x) != len(y):
         raise ValueError(f"stitch evaluation needs a non-empty dataset with one label per input, got {len(x)} inputs, {len(y)} labels")
@@ -216,6 +219,7 @@ def evaluate_stitches(
     cc_real: dict[str, list[torch.Tensor]] = {lb: [] for lb in backs}
     det_stitched: dict[Cell, list[torch.Tensor]] = {c: [] for c in cells}
     det_real: dict[str, list[torch.Tensor]] = {lb: [] for lb in backs}
+    hit_chunks: dict[Cell, list[torch.Tensor]] = {c: [] for c in cells}
     for start in range(0, len(y), batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
         yb = torch.from_numpy(np.ascontiguousarray(y[start : start + batch_size])).to(device).long()
@@ -237,7 +241,11 @@ def evaluate_stitches(
             g = len(group)
             z = torch.cat([stitches[c](feats_a[c.layer_a]) for c in group])
             logits = model_b.forward_from(z, lb).view(g, n, -1)
-            correct = (logits.argmax(2) == yb).sum(1).double()
+            hits = logits.argmax(2) == yb
+            correct = hits.sum(1).double()
+            if per_image is not None:
+                for k, c in enumerate(group):
+                    hit_chunks[c].append(hits[k])
             loss = F.cross_entropy(logits.flatten(0, 1), yb.repeat(g), reduction="none").view(g, n).double().sum(1)
             r = real[lb].flatten(1)
             r_norm = r.norm(dim=1).double()
@@ -262,6 +270,8 @@ def evaluate_stitches(
                 for k, c in enumerate(group):
                     det_stitched[c].append(energies[k])
     n_total = len(y)
+    if per_image is not None:
+        per_image.update({c: torch.cat(hit_chunks[c]).cpu().numpy() for c in cells})
     base_acc, base_loss = (base / n_total).tolist()
     table = sums.cpu().numpy()
     out: dict[Cell, dict[str, float]] = {}

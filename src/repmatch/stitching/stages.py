@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import concat_tables, read_table, write_table
-from ..settings import DataSettings, StitchingSettings
+from ..settings import DataSettings, StitchingSettings, UncertaintySettings
 from ..tables import COLUMNS
 
 PathLike = str | os.PathLike[str]
@@ -20,7 +20,7 @@ PathLike = str | os.PathLike[str]
 def pair_stage(
     settings: StitchingSettings, data: DataSettings, layers: Sequence[str], device_spec: str, model_a: str, model_b: str,
     split_json: PathLike, checkpoints: tuple[PathLike, PathLike], metrics: tuple[PathLike, PathLike], out: PathLike,
-    log: logging.Logger,
+    log: logging.Logger, uncertainty: UncertaintySettings | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """The whole stitching grid of one ordered model pair, as one tidy table."""
     import torch
@@ -36,7 +36,8 @@ def pair_stage(
     net_a, net_b = (load_trained(c, m, device) for c, m in zip(checkpoints, metrics))
     log.info("stitching %s -> %s on %s (%d train / %d test samples, methods %s)",
              model_a, model_b, device, len(splits.train), len(splits.test), ",".join(settings.methods))
-    table = stitch_pair(net_a, net_b, splits.train, splits.test, settings, layers, device, (model_a, model_b), log)
+    table = stitch_pair(net_a, net_b, splits.train, splits.test, settings, layers, device, (model_a, model_b), log,
+                        uncertainty)
     write_table(table, out)
     return table
 
