@@ -36,7 +36,8 @@ def test_front_and_back_halves_compose_to_the_whole(arch):
     with torch.no_grad():
         full = model(x)
         for name in model.layer_names:
-            torch.testing.assert_close(model.forward_from(model.forward_until(x, name), name), full)
+            # bitwise: on CPU in eval mode the two halves run the very same ops as forward
+            assert torch.equal(model.forward_from(model.forward_until(x, name), name), full), name
 
 
 def test_unknown_names_are_clear_errors():
@@ -134,18 +135,6 @@ def test_vgg16_pools_open_the_next_block(arch):
     pooled = [n for n, b in model.blocks.items() if isinstance(b[0], torch.nn.MaxPool2d)]
     assert pooled == ["conv3", "conv5", "conv8", "conv11", "fc1"]
     assert all(not isinstance(m, torch.nn.MaxPool2d) for b in model.blocks.values() for m in list(b)[1:])
-
-
-@pytest.mark.parametrize("arch", ["vgg16", "vgg16_bn", "plain44"])
-def test_paper_networks_halves_compose_bitwise(arch):
-    """On CPU in eval mode the front and back halves run the very same ops as forward."""
-    torch.manual_seed(1)
-    model = build_model(arch, 10, 3, 32).eval()
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        full = model(x)
-        for name in model.layer_names:
-            assert torch.equal(model.forward_from(model.forward_until(x, name), name), full), name
 
 
 def test_vgg16_other_image_sizes_keep_fc_width():
