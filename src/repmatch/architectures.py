@@ -14,12 +14,22 @@ def _resnet_layers(stages: int, depth_per_stage: int) -> tuple[str, ...]:
     return ("stem", *(f"layer{s}_{b}" for s in range(1, stages + 1) for b in range(depth_per_stage)))
 
 
+def _plain_layers(stages: int, blocks_per_stage: int) -> tuple[str, ...]:
+    return ("stem", *(f"s{s}b{b}c{c}" for s in range(1, stages + 1) for b in range(1, blocks_per_stage + 1) for c in (1, 2)))
+
+
+#: VGG-16's layers as Wang et al. (2018) take them: the 13 conv ReLUs (before pooling), the 2 fc ReLUs.
+_VGG16_LAYERS = (*(f"conv{k}" for k in range(1, 14)), "fc1", "fc2")
+
 #: Stitchable layers (block outputs) of each built-in architecture, in network order.
 LAYERS: dict[str, tuple[str, ...]] = {
     "smallcnn": ("conv1", "conv2", "conv3", "conv4", "conv5", "fc1"),
     "resnet20": _resnet_layers(3, 3),
     "resnet18": _resnet_layers(4, 2),
     "vgg11": tuple(f"conv{k}" for k in range(1, 9)),
+    "vgg16": _VGG16_LAYERS,
+    "vgg16_bn": _VGG16_LAYERS,
+    "plain44": _plain_layers(3, 7),
 }
 ARCHITECTURES = tuple(LAYERS)
 
