@@ -30,24 +30,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 
-def _early_threads(argv: list[str]) -> int:
-    """--threads must act before numpy/torch load their BLAS thread pools."""
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return 1
+from _common import early_threads, synthetic_layers  # noqa: E402  (before numpy/torch: sets their thread count)
 
-
-THREADS = _early_threads(sys.argv[1:])
-if THREADS > 0:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(THREADS)
-os.environ.setdefault("TQDM_DISABLE", "1")
+THREADS = early_threads()
 
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -72,16 +59,7 @@ FLAT_SHAPES = [(16, 28, 28), (32, 14, 14), (32, 14, 14), (64, 7, 7), (64, 7, 7),
 
 def synthetic(n: int, widths: list[int], offset: float, seed: int = 0) -> tuple[Layers, Layers]:
     """Two 'networks' of float32 (n, d) layers: a shared random signal through random ReLU maps, + offset."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 32)).astype(np.float32)
-    models = []
-    for _ in range(2):
-        h, layers = z, {}
-        for k, w in enumerate(widths):
-            h = np.maximum(h @ rng.standard_normal((h.shape[1], w)).astype(np.float32) / np.sqrt(h.shape[1]), 0)
-            layers[f"layer{k}"] = (h + 0.1 * rng.standard_normal(h.shape).astype(np.float32) + offset).astype(np.float32)
-        models.append(layers)
-    return models[0], models[1]
+    return synthetic_layers(n, widths, offset, seed)
 
 
 def flattened(n: int, seed: int = 1) -> tuple[Layers, Layers]:

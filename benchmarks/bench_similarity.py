@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from _common import synthetic_layers
 
 from repmatch.similarity import (
     MEASURES,
@@ -40,16 +41,7 @@ QUICK_WIDTHS = [32, 32, 64, 64, 128, 128, 128, 256, 256, 256]
 
 def make_models(n: int, widths: list[int], seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Two 'networks' of float32 (n, d) layers: a shared random signal pushed through random ReLU maps."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 32)).astype(np.float32)
-    models = []
-    for m in range(2):
-        h, layers = z, {}
-        for k, w in enumerate(widths):
-            h = np.maximum(h @ rng.standard_normal((h.shape[1], w)).astype(np.float32) / np.sqrt(h.shape[1]), 0)
-            layers[f"layer{k}"] = (h + 0.1 * rng.standard_normal(h.shape).astype(np.float32) + 3.0).astype(np.float32)
-        models.append(layers)
-    return models[0], models[1]
+    return synthetic_layers(n, widths, offset=3.0, seed=seed)
 
 
 def sync(device: torch.device) -> None:

@@ -29,25 +29,12 @@ unrelated neurons. Results are checked to agree before any ratio is printed.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 
-def _early_threads(argv: list[str]) -> int:
-    """--threads must act before numpy/torch load their BLAS thread pools."""
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return 1
+from _common import early_threads  # noqa: E402  (before numpy/torch: sets their thread count)
 
-
-THREADS = _early_threads(sys.argv[1:])
-if THREADS > 0:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(THREADS)
+THREADS = early_threads()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
