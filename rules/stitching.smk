@@ -14,6 +14,7 @@ rule stitching_pair:
         layers=stitching_layers(SETTINGS),
         uncertainty={"level": SETTINGS.uncertainty.level, "mcnemar": SETTINGS.uncertainty.mcnemar},
     threads: SETTINGS.stitching.threads
+    priority: 10  # the longest jobs: start them first, the short ones fill the other cores around them
     resources:
         gpu=GPUS_PER_JOB,
     log:
