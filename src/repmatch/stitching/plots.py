@@ -101,8 +101,9 @@ def plot_ood_grids(df: pd.DataFrame, kind: str, path_stem: str | os.PathLike[str
         raise ValueError(f"no {kind}-network stitching results to plot")
     n_layers = sel["layer_b"].nunique()
     size = max(3.2, 0.45 * n_layers + 1.6)
-    fig, axes = plt.subplots(len(rows), len(methods), figsize=(size * len(methods) + 1.5, size * len(rows)), squeeze=False)
-    fig.subplots_adjust(wspace=0.35, hspace=0.45)
+    height = size * len(rows)
+    fig, axes = plt.subplots(len(rows), len(methods), figsize=(size * len(methods) + 1.5, height), squeeze=False)
+    fig.subplots_adjust(wspace=0.35, hspace=0.45, top=1 - 1.1 / height)
     for r, metric in enumerate(rows):
         image = None
         for c, method in enumerate(methods):
