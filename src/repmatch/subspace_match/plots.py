@@ -62,6 +62,9 @@ def plot_max_match_vs_eps(table: pd.DataFrame, path_stem: str | os.PathLike[str]
     ax.set_ylabel("maximum-match similarity (|X*|+|Y*|)/(d_A+d_B)")
     ax.set_ylim(-0.02, 1.02)
     chance = " ; dashed: chance (B's coordinates permuted)" if stats["chance"].notna().any() else ""
+    if stats["chance"].notna().any():
+        top = float((stats["chance"] + stats["chance_std"].fillna(0.0)).max())
+        ax.set_xlabel(f"ε    (chance level ≤ {top:.3f} at every ε shown)")
     band = (f"band: {level:.0%} t interval over pairs" if n_pairs > 1
             else f"one pair; band: {level:.0%} t interval over its coordinate draws")  # fmt: skip
     ax.set_title(f"Subspace match of corresponding layers, mean over {n_pairs} network pair(s)\n({band}{chance})", fontsize=9)
