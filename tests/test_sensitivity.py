@@ -170,3 +170,54 @@ def test_network_accuracy_with_lowrank_layer():
     h = basis.apply(net.forward_until(x, "a"), 1)
     ref = float((net.forward_from(h, "a").argmax(1) == y).float().mean())
     assert network_accuracy_lowrank(net, "a", basis, 1, batches) == pytest.approx(ref)
+
+
+def _tiny_conv_net():
+    from repmatch.models import StitchableNet
+
+    torch.manual_seed(0)
+    blocks = [("c1", torch.nn.Sequential(torch.nn.Conv2d(1, 6, 3, padding=1), torch.nn.ReLU())),
+              ("c2", torch.nn.Sequential(torch.nn.Conv2d(6, 4, 3, padding=1), torch.nn.ReLU()))]
+    head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    return StitchableNet(blocks, head).eval()
+
+
+def test_layer_sensitivity_on_a_small_network():
+    from repmatch.sensitivity.lowrank import halving_ranks
+    from repmatch.sensitivity.network import summary_table, tidy_rows
+    from repmatch.sensitivity.network import layer_sensitivity
+    from repmatch.tables import COLUMNS
+
+    net = _tiny_conv_net()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 1, 6, 6, generator=g)
+    with torch.no_grad():
+        y = net(x).argmax(1)  # labels = the network's own predictions: full-rank accuracy 1
+    rows = []
+    for k, layer in enumerate(["c1", "c2"]):
+        basis, r = layer_sensitivity(
+            net, layer, train_x=x[:120], train_y=y[:120], test_x=x[120:], test_y=y[120:], probe_x=x[120:170],
+            ranks=halving_ranks, measures=["linear_cka", "procrustes_distance"], n_classes=3, probe_epochs=3,
+            probe_lr=0.05, probe_batch_size=32, probe_weight_decay=0.0, seed=0, dm_ridge=0.0, batch_size=50,
+            device=torch.device("cpu"))
+        rows += tidy_rows("tiny", layer, k, r)
+    table = pd.DataFrame(rows)[COLUMNS["sensitivity"]]
+    assert set(table["rank"][table.layer == "c1"]) == {6, 3, 1}
+    v = table.set_index(["layer", "rank", "method"])["value"]
+    for layer, full in (("c1", 6), ("c2", 4)):
+        assert v[layer, full, "network_accuracy"] == 1.0
+        assert v[layer, full, "linear_cka"] == pytest.approx(1.0, abs=1e-9)
+        assert v[layer, full, "dm_repr_diff"] == pytest.approx(0.0, abs=1e-10)
+        for r in set(table["rank"][table.layer == layer]):
+            # DM from the rank-r front recovers nothing: the principal components are uncorrelated
+            assert v[layer, r, "dm_accuracy"] == pytest.approx(v[layer, r, "network_accuracy"], abs=0.02)
+    d = table.set_index(["layer", "rank", "method"])["dissimilarity"]
+    assert d["c1", 1, "linear_cka"] == pytest.approx(1 - v["c1", 1, "linear_cka"])
+    assert (table[table.method == "variance_kept"].empty) and table.variance_kept.between(0, 1 + 1e-12).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        summ = summary_table(table)
+    assert set(summ.functional) == {"probe_accuracy", "network_accuracy"}
+    assert {"linear_cka", "procrustes_distance", "dm_accuracy", "dm_repr_diff"} <= set(summ.method)
+    pooled = summ[(summ.scope == "pooled") & (summ.functional == "network_accuracy")]
+    assert (pooled.n_points == 6).all()  # c1: ranks 6, 3, 1; c2: 4, 2, 1

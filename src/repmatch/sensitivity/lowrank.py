@@ -132,10 +132,15 @@ def fit_lowrank(batches: Iterable[torch.Tensor]) -> LowRankBasis:
     acc = CovarianceAccumulator()
     for b in batches:
         acc.update(b)
-    mu, cov = acc.mean_cov()
-    evals, evecs = torch.linalg.eigh(cov)
+    return basis_from_moments(*acc.mean_cov(), n_rows=acc.count)
+
+
+def basis_from_moments(mean: torch.Tensor, cov: torch.Tensor, *, n_rows: int) -> LowRankBasis:
+    """The basis from a float64 mean and covariance (eigenvectors by decreasing eigenvalue)."""
+    evals, evecs = torch.linalg.eigh(cov.to(torch.float64))
     order = torch.argsort(evals, descending=True)
-    return LowRankBasis(mean=mu, directions=evecs[:, order].contiguous(), variances=evals[order], n_rows=acc.count)
+    return LowRankBasis(mean=mean.to(torch.float64), directions=evecs[:, order].contiguous(), variances=evals[order],
+                        n_rows=int(n_rows))
 
 
 def halving_ranks(full_rank: int) -> list[int]:

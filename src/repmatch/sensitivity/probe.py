@@ -88,14 +88,15 @@ def train_probe(
         lin.bias.zero_()
     opt = torch.optim.Adam(lin.parameters(), lr=lr, weight_decay=weight_decay)
     n = x.shape[0]
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen).to(x.device)
-        for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
-            loss = nn.functional.cross_entropy(lin(z[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    with torch.enable_grad():  # callers may run under no_grad (feature extraction)
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=gen).to(x.device)
+            for start in range(0, n, batch_size):
+                idx = perm[start : start + batch_size]
+                loss = nn.functional.cross_entropy(lin(z[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
     return LinearProbe(mean=mean, std=std, weight=lin.weight.detach().clone(), bias=lin.bias.detach().clone())
 
 
