@@ -221,3 +221,15 @@ def test_layer_sensitivity_on_a_small_network():
     assert {"linear_cka", "procrustes_distance", "dm_accuracy", "dm_repr_diff"} <= set(summ.method)
     pooled = summ[(summ.scope == "pooled") & (summ.functional == "network_accuracy")]
     assert (pooled.n_points == 6).all()  # c1: ranks 6, 3, 1; c2: 4, 2, 1
+
+
+def test_settings_ranks_and_jobs():
+    from repmatch.sensitivity.pairs import sensitivity_models
+    from repmatch.settings import section_settings
+
+    s = section_settings("sensitivity")
+    assert s.enabled is False and s.ranks is None
+    assert s.ranks_for(32) == halving_ranks(32)
+    assert section_settings("sensitivity", {"ranks": [1, 4, 64]}).ranks_for(16) == [16, 4, 1]  # full rank always first
+    assert sensitivity_models(["m0", "m1"], s) == []
+    assert sensitivity_models(["m0", "m1"], section_settings("sensitivity", {"enabled": True})) == ["m0", "m1"]
