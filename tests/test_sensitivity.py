@@ -138,6 +138,11 @@ def test_constant_index_gives_nan_and_warning():
     assert np.isnan(res["spearman"]) and np.isnan(res["kendall"]) and res["n_points"] == 4
     with pytest.warns(ConstantInputWarning):
         assert np.isnan(rank_correlations([0.1, 0.2], [0.0, 0.1])["spearman"])  # too few points
+    # constant up to rounding (CCA of full vs rank-deficient: 1 - 1e-13 .. 1 + 4e-16) is constant, not ranked noise
+    noise = [-4.4e-16, 1.2e-13, 2.2e-16, 5e-14]
+    with pytest.warns(ConstantInputWarning):
+        assert np.isnan(rank_correlations(noise, [0.0, 0.1, 0.2, 0.4])["kendall"])
+    assert rank_correlations(noise, [0.0, 0.1, 0.2, 0.4], atol=0.0)["n_points"] == 4  # atol=0: exact constancy only
 
 
 def test_sensitivity_correlations_per_layer_and_pooled():
