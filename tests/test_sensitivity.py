@@ -238,3 +238,14 @@ def test_settings_ranks_and_jobs():
     assert section_settings("sensitivity", {"ranks": [1, 4, 64]}).ranks_for(16) == [16, 4, 1]  # full rank always first
     assert sensitivity_models(["m0", "m1"], s) == []
     assert sensitivity_models(["m0", "m1"], section_settings("sensitivity", {"enabled": True})) == ["m0", "m1"]
+
+
+def test_rank_curves_figure(tmp_path):
+    from repmatch.sensitivity.plots import plot_rank_curves
+
+    rows = [{"model": "m", "layer": l, "index": i, "rank": r, "full_rank": 4, "variance_kept": r / 4, "method": m,
+             "value": v, "dissimilarity": 1 - v}
+            for i, l in enumerate(["a", "b"]) for r in (4, 2, 1)
+            for m, v in (("probe_accuracy", r / 4), ("network_accuracy", r / 4), ("linear_cka", r / 4))]
+    out = plot_rank_curves(pd.DataFrame(rows), tmp_path / "curves", formats=("png",))
+    assert out[0].exists() and out[0].stat().st_size > 1000

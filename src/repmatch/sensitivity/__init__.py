@@ -8,7 +8,8 @@ Modules (pure maths: tensors / arrays in, arrays / small dataclasses out):
   network's own accuracy with a rank-r layer fed forward;
 * :mod:`.network` — one layer's scores over ranks (probe, network, DM, every similarity
   measure), tidy rows and the per-index correlation summary;
-* :mod:`.pairs` (torch-free) — which jobs exist; :mod:`.stages` — the job's I/O.
+* :mod:`.pairs` (torch-free) — which jobs exist; :mod:`.stages` — the job's I/O;
+  :mod:`.plots` (torch-free) — per-layer curves (accuracies and index dissimilarity vs rank).
 * :mod:`.correlation` — Spearman / Kendall rank correlation of an index's dissimilarity with the
   drop in a functional score, per layer over ranks and pooled; NaN + warning when undefined.
 """
@@ -23,5 +24,6 @@ __getattr__, __all__ = lazy(__name__, {
     "correlation": ["CORRELATION_COLUMNS", "ConstantInputWarning", "rank_correlations", "sensitivity_correlations"],
     "network": ["DM_METHODS", "FUNCTIONAL", "dissimilarity", "layer_sensitivity", "summary_table", "tidy_rows"],
     "pairs": ["sensitivity_models"],
+    "plots": ["plot_rank_curves"],
     "stages": ["sensitivity_stage"],
 })  # fmt: skip
