@@ -98,5 +98,5 @@ def final_outputs():
         out += paths.figures("subspace", paths.SUBSPACE_FIGURE_NAMES).values()
     out += [paths.sanity(name) for name in paths.SANITY_TABLES]
     for m in SENSITIVITY_MODELS:
-        out += [paths.sensitivity_table(m), paths.sensitivity_summary(m)]
+        out += [paths.sensitivity_table(m), paths.sensitivity_summary(m), *paths.sensitivity_curves(m).values()]
     return out

@@ -12,6 +12,7 @@ rule sensitivity_network:
     output:
         table=paths.sensitivity_table("{model}"),
         summary=paths.sensitivity_summary("{model}"),
+        **paths.sensitivity_curves("{model}"),
     params:
         data=SETTINGS.data.result_params(),
         layers=SETTINGS.model.layer_names,

@@ -85,6 +85,11 @@ def sensitivity_summary(model: str) -> str:
     return _r("sensitivity", "networks", f"{model}_correlations.csv")
 
 
+def sensitivity_curves(model: str) -> dict[str, str]:
+    """One network's per-layer curves (``{"curves_png": ..., "curves_pdf": ...}``)."""
+    return {f"curves_{fmt}": figure("sensitivity", f"{model}_rank_curves", fmt) for fmt in FIGURE_FORMATS}
+
+
 def sanity(name: str) -> str:
     """``more_similar_than_itself``, ``more_similar_summary``, ``specificity`` or ``within_vs_cross`` (every family in one table)."""
     return _r("sanity", f"{name}.csv")

@@ -25,12 +25,14 @@ def sensitivity_stage(
     model: str, data: DataSettings, model_settings: ModelSettings, sensitivity: SensitivitySettings,
     similarity: SimilaritySettings, dm: DMSettings, batch_size: int, device_spec: str, split_json: PathLike,
     checkpoint: PathLike, metrics_json: PathLike, table: PathLike, summary: PathLike, log: logging.Logger,
+    curves_stem: PathLike | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """One network: every layer x rank; writes ``table`` (parquet) and ``summary`` (CSV).
 
     The basis of each layer is fitted on the training split; probes train on the training split
     and are scored on the test split; the network's and DM's accuracies are on the test split;
     the similarity measures compare full vs rank-r on the probe set (``data.n_probe``).
+    ``curves_stem`` given: the per-layer curves as ``<stem>.png`` and ``<stem>.pdf``.
     """
     import torch
 
@@ -69,4 +71,8 @@ def sensitivity_stage(
     for w in caught:
         log.warning("%s", w.message)
     write_table(summ, summary)
+    if curves_stem is not None:
+        from .plots import plot_rank_curves
+
+        plot_rank_curves(df, curves_stem, model=model)
     return df
