@@ -68,8 +68,10 @@ def sensitivity_stage(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConstantInputWarning)
         summ = summary_table(df)
-    for w in caught:
-        log.warning("%s", w.message)
+    if caught:  # one line, not one per (method, layer): which indices had no ordering to correlate
+        nan_methods = sorted(set(summ.loc[summ["spearman"].isna(), "method"]))
+        log.warning("%d rank correlations are NaN (constant index or score; %s); e.g. %s", len(caught),
+                    ", ".join(nan_methods), caught[0].message)
     write_table(summ, summary)
     if curves_stem is not None:
         from .plots import plot_rank_curves
