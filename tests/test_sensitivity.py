@@ -10,9 +10,17 @@ import pytest
 import torch
 from scipy import stats
 
-from repmatch.sensitivity.correlation import ConstantInputWarning, rank_correlations, sensitivity_correlations
+from repmatch.sensitivity.correlation import (
+    ConstantInputWarning,
+    rank_correlations,
+    sensitivity_correlations,
+)
 from repmatch.sensitivity.lowrank import channel_rows, fit_lowrank, halving_ranks
-from repmatch.sensitivity.probe import network_accuracy_lowrank, pool_features, probe_accuracy
+from repmatch.sensitivity.probe import (
+    network_accuracy_lowrank,
+    pool_features,
+    probe_accuracy,
+)
 
 torch.set_num_threads(1)
 
@@ -33,7 +41,7 @@ def test_rank_r_output_has_rank_at_most_r(shape):
         x = x[:, :, 0, 0]
     basis = fit_lowrank([x])
     rows_mean = channel_rows(x).mean(0)
-    for r in range(0, 7):
+    for r in range(7):
         out = basis.apply(x, r)
         assert out.shape == x.shape and out.dtype == x.dtype
         centred = channel_rows(out) - basis.mean
@@ -169,7 +177,7 @@ def test_network_accuracy_with_lowrank_layer():
     x = torch.randn(50, 5)
     y = net(x).argmax(1)
     basis = fit_lowrank([net.forward_until(x, "a").detach()])
-    batches = lambda: [(x[:25], y[:25]), (x[25:], y[25:])]  # noqa: E731
+    batches = lambda: [(x[:25], y[:25]), (x[25:], y[25:])]
     assert network_accuracy_lowrank(net, "a", basis, 4, batches) == 1.0
     # naive reference at rank 1
     h = basis.apply(net.forward_until(x, "a"), 1)
@@ -189,8 +197,7 @@ def _tiny_conv_net():
 
 def test_layer_sensitivity_on_a_small_network():
     from repmatch.sensitivity.lowrank import halving_ranks
-    from repmatch.sensitivity.network import summary_table, tidy_rows
-    from repmatch.sensitivity.network import layer_sensitivity
+    from repmatch.sensitivity.network import layer_sensitivity, summary_table, tidy_rows
     from repmatch.tables import COLUMNS
 
     net = _tiny_conv_net()
@@ -200,7 +207,7 @@ def test_layer_sensitivity_on_a_small_network():
         y = net(x).argmax(1)  # labels = the network's own predictions: full-rank accuracy 1
     rows = []
     for k, layer in enumerate(["c1", "c2"]):
-        basis, r = layer_sensitivity(
+        _, r = layer_sensitivity(
             net, layer, train_x=x[:120], train_y=y[:120], test_x=x[120:], test_y=y[120:], probe_x=x[120:170],
             ranks=halving_ranks, measures=["linear_cka", "procrustes_distance"], n_classes=3, probe_epochs=3,
             probe_lr=0.05, probe_batch_size=32, probe_weight_decay=0.0, seed=0, dm_ridge=0.0, batch_size=50,

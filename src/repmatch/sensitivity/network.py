@@ -32,7 +32,13 @@ import torch
 from torch.nn import functional as F
 
 from ..similarity.registry import MEASURES
-from .lowrank import CovarianceAccumulator, LowRankBasis, basis_from_moments, channel_rows, from_channel_rows
+from .lowrank import (
+    CovarianceAccumulator,
+    LowRankBasis,
+    basis_from_moments,
+    channel_rows,
+    from_channel_rows,
+)
 from .probe import pool_features, probe_accuracy
 
 FUNCTIONAL = ("probe_accuracy", "network_accuracy")
@@ -85,7 +91,7 @@ def layer_sensitivity(
     from ..stitching.direct import NormalEquations
 
     net.eval()
-    front = lambda xb: net.forward_until(xb, layer)  # noqa: E731
+    front = lambda xb: net.forward_until(xb, layer)
     # 1. one pass over the training split: covariance (the basis) and the pooled features
     acc, pooled_train = CovarianceAccumulator(), []
     for xb, _ in _batches(train_x, None, batch_size, device):

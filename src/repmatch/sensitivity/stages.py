@@ -15,7 +15,13 @@ import warnings
 import pandas as pd
 
 from ..io import write_table
-from ..settings import DataSettings, DMSettings, ModelSettings, SensitivitySettings, SimilaritySettings
+from ..settings import (
+    DataSettings,
+    DMSettings,
+    ModelSettings,
+    SensitivitySettings,
+    SimilaritySettings,
+)
 from ..tables import COLUMNS
 
 PathLike = str | os.PathLike[str]
