@@ -24,6 +24,7 @@ include: "rules/activations.smk"
 include: "rules/similarity.smk"
 include: "rules/stitching.smk"
 include: "rules/subspace.smk"
+include: "rules/sensitivity.smk"
 include: "rules/sanity.smk"
 
 

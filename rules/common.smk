@@ -23,6 +23,7 @@ from repmatch.split_check import check_split_file  # noqa: E402
 from repmatch.similarity.pairs import similarity_pairs  # noqa: E402
 from repmatch.stitching.pairs import pair_kinds, stitching_layers, stitching_pairs  # noqa: E402
 from repmatch.subspace_match.pairs import subspace_pairs  # noqa: E402
+from repmatch.sensitivity.pairs import sensitivity_models  # noqa: E402
 
 SETTINGS = load_settings(config)  # raises ConfigError naming the key
 if Path(paths.split()).exists():  # a corrupt split fails here, before Snakemake invalidates what depends on it
@@ -33,6 +34,7 @@ MODELS = models(SETTINGS)
 SIMILARITY_PAIRS = similarity_pairs(MODELS)
 STITCHING_PAIRS = stitching_pairs(MODELS, SETTINGS.stitching.pairs)
 SUBSPACE_PAIRS = subspace_pairs(MODELS, SETTINGS.subspace_match.within_network)
+SENSITIVITY_MODELS = sensitivity_models(MODELS, SETTINGS.sensitivity)
 
 # GPU jobs (train, activations, pairwise comparisons) declare `resources: gpu=GPUS_PER_JOB`.
 GPUS_PER_JOB = SETTINGS.gpus_per_job
@@ -95,4 +97,6 @@ def final_outputs():
         out += [paths.aggregate("subspace_match"), paths.subspace_simple_aggregate()]
         out += paths.figures("subspace", paths.SUBSPACE_FIGURE_NAMES).values()
     out += [paths.sanity(name) for name in paths.SANITY_TABLES]
+    for m in SENSITIVITY_MODELS:
+        out += [paths.sensitivity_table(m), paths.sensitivity_summary(m), *paths.sensitivity_curves(m).values()]
     return out

@@ -74,6 +74,22 @@ def stitching_distance() -> str:
 
 
 # --- cross-family sanity tables ---------------------------------------------------------------
+# --- sensitivity (one job per network) ---------------------------------------------------------
+def sensitivity_table(model: str) -> str:
+    """One network's layer x rank table (``repmatch.tables.COLUMNS["sensitivity"]``)."""
+    return _r("sensitivity", "networks", f"{model}.parquet")
+
+
+def sensitivity_summary(model: str) -> str:
+    """One network's per-index rank correlations with the functional drop (CSV)."""
+    return _r("sensitivity", "networks", f"{model}_correlations.csv")
+
+
+def sensitivity_curves(model: str) -> dict[str, str]:
+    """One network's per-layer curves (``{"curves_png": ..., "curves_pdf": ...}``)."""
+    return {f"curves_{fmt}": figure("sensitivity", f"{model}_rank_curves", fmt) for fmt in FIGURE_FORMATS}
+
+
 def sanity(name: str) -> str:
     """``more_similar_than_itself``, ``more_similar_summary``, ``specificity`` or ``within_vs_cross`` (every family in one table)."""
     return _r("sanity", f"{name}.csv")

@@ -207,6 +207,30 @@ class UncertaintySettings:
 
 
 @dataclass(frozen=True)
+class SensitivitySettings:
+    enabled: bool
+    ranks: tuple[int, ...] | None
+    probe_epochs: int
+    probe_lr: float
+    probe_batch_size: int
+    probe_weight_decay: float
+    measures: tuple[str, ...] | None
+    seed: int
+    threads: int
+
+    def ranks_for(self, full_rank: int) -> list[int]:
+        """The ranks used for a layer of ``full_rank`` channels, decreasing, always starting at full rank
+        (the reference); null = the halving sequence full, full//2, ..., 1."""
+        if self.ranks is None:
+            out, r = [], full_rank
+            while r >= 1:
+                out.append(r)
+                r //= 2
+            return out
+        return sorted({full_rank, *(r for r in self.ranks if r <= full_rank)}, reverse=True)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole experiment, every default filled, validated."""
 
@@ -221,6 +245,7 @@ class Settings:
     similarity: SimilaritySettings
     stitching: StitchingSettings
     uncertainty: UncertaintySettings
+    sensitivity: SensitivitySettings
 
     def to_config(self) -> dict[str, Any]:
         """The filled-in config as plain YAML-able data (lists, not tuples)."""
@@ -230,7 +255,7 @@ class Settings:
 SECTIONS: dict[str, type] = {
     "data": DataSettings, "model": ModelSettings, "train": TrainSettings, "activations": ActivationSettings,
     "subspace_match": SubspaceSettings, "similarity": SimilaritySettings, "stitching": StitchingSettings,
-    "uncertainty": UncertaintySettings,
+    "uncertainty": UncertaintySettings, "sensitivity": SensitivitySettings,
 }  # fmt: skip
 
 
@@ -455,6 +480,10 @@ def check_semantics(s: Settings) -> None:
         unknown = [m for m in s.uncertainty.bootstrap_measures if m not in MEASURES]
         if unknown:
             errors.append(f"  at uncertainty.bootstrap_measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
+    if s.sensitivity.measures is not None:
+        unknown = [m for m in s.sensitivity.measures if m not in MEASURES]
+        if unknown:
+            errors.append(f"  at sensitivity.measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
 
     if s.stitching.pairs.cross != "none" and len(s.seeds) < 2:
         errors.append(f"  at stitching.pairs.cross: {s.stitching.pairs.cross!r} needs at least two seeds "

@@ -31,6 +31,10 @@ COLUMNS: dict[str, list[str]] = {
                        "matched_a", "matched_b", "live_a", "live_b", "chance_value", "chance_std", "ci_low", "ci_high"],
     "subspace_simple": [*KEY_COLUMNS, "method", "eps", "repeat", "value", "size_a", "size_b", "neurons_a", "neurons_b",
                         "found_from", "n_coords", "d_a", "d_b", "mode", "complete"],
+    # one network's layer at rank r vs full rank (issue 12); method = a functional score
+    # (probe_accuracy, network_accuracy), DM (dm_accuracy, dm_repr_diff) or a similarity measure;
+    # dissimilarity = the drop from full rank (scores, dm_accuracy), or the index as a dissimilarity
+    "sensitivity": ["model", "layer", "index", "rank", "full_rank", "variance_kept", "method", "value", "dissimilarity"],
 }  # fmt: skip
 
 

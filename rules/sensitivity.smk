@@ -1,0 +1,31 @@
+# Ding et al.'s sensitivity test (issue 12): per network, each layer's rank-r representation
+# (top-r principal directions fitted on the training split) -> probe and network accuracy, and
+# every index's dissimilarity rank-r vs full; rank correlations per index.
+# Library: repmatch.sensitivity (docs/notes/issue12.md). Off by default (sensitivity.enabled).
+
+
+rule sensitivity_network:
+    input:
+        split=paths.split(),
+        checkpoint=paths.checkpoint("{model}"),
+        metrics=paths.metrics("{model}"),
+    output:
+        table=paths.sensitivity_table("{model}"),
+        summary=paths.sensitivity_summary("{model}"),
+        **paths.sensitivity_curves("{model}"),
+    params:
+        data=SETTINGS.data.result_params(),
+        layers=SETTINGS.model.layer_names,
+        sensitivity=result_params(SETTINGS.sensitivity, "enabled"),
+        similarity=result_params(SETTINGS.similarity),
+        dm_ridge=SETTINGS.stitching.dm.ridge,
+        batch_size=SETTINGS.activations.batch_size,
+    threads: SETTINGS.sensitivity.threads
+    resources:
+        gpu=GPUS_PER_JOB,
+    log:
+        paths.log("sensitivity", "{model}"),
+    conda:
+        "../envs/stitching.yaml"  # torch + torchvision (data) + scipy (correlations)
+    script:
+        "../scripts/sensitivity_network.py"

@@ -1,0 +1,29 @@
+"""repmatch.sensitivity: do the indices track function? (issue 12, Ding et al.'s sensitivity test)
+
+Modules (pure maths: tensors / arrays in, arrays / small dataclasses out):
+
+* :mod:`.lowrank` — a layer's top-r principal directions, fitted once on the training split in
+  float64 (streamed covariance), applied to any batch: rank-r representation = mean + projection;
+* :mod:`.probe` — linear probe on globally pooled features (Adam, fixed epochs, seeded) and the
+  network's own accuracy with a rank-r layer fed forward;
+* :mod:`.network` — one layer's scores over ranks (probe, network, DM, every similarity
+  measure), tidy rows and the per-index correlation summary;
+* :mod:`.pairs` (torch-free) — which jobs exist; :mod:`.stages` — the job's I/O;
+  :mod:`.plots` (torch-free) — per-layer curves (accuracies and index dissimilarity vs rank).
+* :mod:`.correlation` — Spearman / Kendall rank correlation of an index's dissimilarity with the
+  drop in a functional score, per layer over ranks and pooled; NaN + warning when undefined.
+"""
+
+from .._exports import lazy
+
+__getattr__, __all__ = lazy(__name__, {
+    "lowrank": ["CovarianceAccumulator", "LowRankBasis", "channel_rows", "fit_lowrank", "from_channel_rows",
+                "halving_ranks", "basis_from_moments"],
+    "probe": ["LinearProbe", "network_accuracy_lowrank", "pool_features", "pooled_lowrank_features", "probe_accuracy",
+              "train_probe"],
+    "correlation": ["CORRELATION_COLUMNS", "ConstantInputWarning", "rank_correlations", "sensitivity_correlations"],
+    "network": ["DM_METHODS", "FUNCTIONAL", "dissimilarity", "layer_sensitivity", "summary_table", "tidy_rows"],
+    "pairs": ["sensitivity_models"],
+    "plots": ["plot_rank_curves"],
+    "stages": ["sensitivity_stage"],
+})  # fmt: skip
