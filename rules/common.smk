@@ -88,6 +88,7 @@ def figure_outputs(folder, names, caption, category):
 def final_outputs():
     """Every target of the experiment: the one list `rule all` asks for."""
     out = [paths.training_summary(), *paths.figures("training", paths.TRAINING_FIGURE_NAMES).values()]
+    out += [path for m in MODELS for path in (paths.checkpoint(m), paths.metrics(m))]  # a deleted one is retrained
     out += [paths.activations(m) for m in MODELS]
     out += [paths.aggregate("similarity"), *paths.figures("similarity", paths.similarity_figure_names(SETTINGS.similarity.measures)).values()]
     if STITCHING_PAIRS:
