@@ -17,6 +17,6 @@ rule activations:
     log:
         paths.log("activations", "{model}"),
     conda:
-        "../envs/activations.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/activations.py"

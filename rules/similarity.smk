@@ -16,7 +16,7 @@ rule similarity_pair:
     log:
         paths.log("similarity", "{pair}"),
     conda:
-        "../envs/similarity.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/similarity_pair.py"
 
@@ -29,7 +29,7 @@ rule similarity_aggregate:
     log:
         paths.log("similarity", "aggregate"),
     conda:
-        "../envs/similarity.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/similarity_aggregate.py"
 
@@ -42,6 +42,6 @@ rule similarity_figures:
     log:
         paths.log("similarity", "figures"),
     conda:
-        "../envs/figures.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/similarity_figures.py"

@@ -18,7 +18,7 @@ rule stitching_pair:
     log:
         paths.log("stitching", "{pair}"),
     conda:
-        "../envs/stitching.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/stitching_pair.py"
 
@@ -31,7 +31,7 @@ rule stitching_aggregate:
     log:
         paths.log("stitching", "aggregate"),
     conda:
-        "../envs/stitching.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/stitching_aggregate.py"
 
@@ -44,7 +44,7 @@ rule stitching_distance:
     log:
         paths.log("stitching", "distance"),
     conda:
-        "../envs/stitching.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/stitching_distance.py"
 
@@ -58,6 +58,6 @@ rule stitching_figures:
     log:
         paths.log("stitching", "figures"),
     conda:
-        "../envs/stitching.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/stitching_figures.py"

@@ -17,7 +17,7 @@ rule subspace_pair:
     log:
         paths.log("subspace", "{pair}"),
     conda:
-        "../envs/subspace.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/subspace_pair.py"
 
@@ -32,7 +32,7 @@ rule subspace_aggregate:
     log:
         paths.log("subspace", "aggregate"),
     conda:
-        "../envs/subspace.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/subspace_aggregate.py"
 
@@ -46,6 +46,6 @@ rule subspace_figures:
     log:
         paths.log("subspace", "figures"),
     conda:
-        "../envs/subspace.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/subspace_figures.py"

@@ -16,7 +16,7 @@ rule train:
     log:
         paths.log("train", "{model}"),
     conda:
-        "../envs/train.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/train.py"
 
@@ -30,6 +30,6 @@ rule training_summary:
     log:
         paths.log("train", "summary"),
     conda:
-        "../envs/figures.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/training_summary.py"
