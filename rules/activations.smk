@@ -12,8 +12,6 @@ rule activations:
         data=SETTINGS.data.result_params(),
         layers=SETTINGS.model.layer_names,
         activations=result_params(SETTINGS.activations),
-    resources:
-        gpu=GPUS_PER_JOB,
     log:
         paths.log("activations", "{model}"),
     conda:

@@ -34,8 +34,10 @@ SIMILARITY_PAIRS = similarity_pairs(MODELS)
 STITCHING_PAIRS = stitching_pairs(MODELS, SETTINGS.stitching.pairs)
 SUBSPACE_PAIRS = subspace_pairs(MODELS, SETTINGS.subspace_match.within_network)
 
-# GPU jobs (train, activations, pairwise comparisons) declare `resources: gpu=GPUS_PER_JOB`.
-GPUS_PER_JOB = SETTINGS.gpus_per_job
+# Rules that use a GPU when their job sees one. They request none here: the profiles do
+# (`set-resources: RULE: {gpu: 1}`), so plain `snakemake --cores N` runs them as CPU jobs, and a
+# `--config` override on the command line never drops a GPU request (tests/test_slurm.py).
+GPU_RULES = ("train", "activations", "similarity_pair", "stitching_pair", "subspace_pair")
 
 
 wildcard_constraints:

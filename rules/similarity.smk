@@ -11,8 +11,6 @@ rule similarity_pair:
     params:
         similarity=result_params(SETTINGS.similarity),
     threads: SETTINGS.similarity.threads
-    resources:
-        gpu=GPUS_PER_JOB,
     log:
         paths.log("similarity", "{pair}"),
     conda:

@@ -13,8 +13,6 @@ rule stitching_pair:
         stitching=result_params(SETTINGS.stitching, "pairs", "layers"),
         layers=stitching_layers(SETTINGS),
     threads: SETTINGS.stitching.threads
-    resources:
-        gpu=GPUS_PER_JOB,
     log:
         paths.log("stitching", "{pair}"),
     conda:

@@ -12,8 +12,6 @@ rule subspace_pair:
     params:
         subspace=result_params(SETTINGS.subspace_match, "within_network"),
     threads: SETTINGS.subspace_match.threads
-    resources:
-        gpu=GPUS_PER_JOB,
     log:
         paths.log("subspace", "{pair}"),
     conda:

@@ -11,8 +11,6 @@ rule train:
         data=SETTINGS.data.result_params(),
         train=result_params(SETTINGS.train),
     threads: SETTINGS.train.threads
-    resources:
-        gpu=GPUS_PER_JOB,
     log:
         paths.log("train", "{model}"),
     conda:
