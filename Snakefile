@@ -32,6 +32,7 @@ include: "rules/sanity.smk"
 localrules:
     all,
     training_summary,
+    benchmark_summary,
     similarity_aggregate,
     similarity_figures,
     stitching_aggregate,

@@ -12,6 +12,8 @@ rule activations:
         data=SETTINGS.data.result_params(),
         layers=SETTINGS.model.layer_names,
         activations=result_params(SETTINGS.activations),
+    benchmark:
+        paths.benchmark("activations", "{model}")
     log:
         paths.log("activations", "{model}"),
     conda:

@@ -62,6 +62,23 @@ def pair_checkpoints(wildcards):
     return {"a": paths.checkpoint(a), "b": paths.checkpoint(b), "metrics_a": paths.metrics(a), "metrics_b": paths.metrics(b)}
 
 
+def sanity_inputs(wildcards):
+    inputs = {"similarity": paths.aggregate("similarity")}
+    if STITCHING_PAIRS:
+        inputs["stitching"] = paths.aggregate("stitching")
+    if SUBSPACE_PAIRS:
+        inputs["subspace_match"] = paths.aggregate("subspace_match")
+    return inputs
+
+
+def benchmark_files(wildcards):
+    """The `benchmark:` files of every heavy job of this run, named by stage and job."""
+    jobs = [("train", m) for m in MODELS] + [("activations", m) for m in MODELS]
+    jobs += [("similarity", p) for p in SIMILARITY_PAIRS] + [("stitching", p) for p in STITCHING_PAIRS]
+    jobs += [("subspace", p) for p in SUBSPACE_PAIRS]
+    return {f"{stage}/{name}": paths.benchmark(stage, name) for stage, name in jobs}
+
+
 def figure_outputs(folder, names, caption, category):
     """Named figure outputs (PNG + PDF); only the PNGs go into the HTML report."""
     return {
@@ -82,4 +99,5 @@ def final_outputs():
         out += [paths.aggregate("subspace_match"), paths.subspace_simple_aggregate()]
         out += paths.figures("subspace", paths.SUBSPACE_FIGURE_NAMES).values()
     out += [paths.sanity(name) for name in paths.SANITY_TABLES]
+    out += [paths.benchmark_summary()]
     return out

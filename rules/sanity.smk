@@ -2,15 +2,6 @@
 # Library: repmatch.sanity (README, "Sanity tests").
 
 
-def sanity_inputs(wildcards):
-    inputs = {"similarity": paths.aggregate("similarity")}
-    if STITCHING_PAIRS:
-        inputs["stitching"] = paths.aggregate("stitching")
-    if SUBSPACE_PAIRS:
-        inputs["subspace_match"] = paths.aggregate("subspace_match")
-    return inputs
-
-
 rule sanity:
     input:
         unpack(sanity_inputs),

@@ -11,6 +11,8 @@ rule similarity_pair:
     params:
         similarity=result_params(SETTINGS.similarity),
     threads: SETTINGS.similarity.threads
+    benchmark:
+        paths.benchmark("similarity", "{pair}")
     log:
         paths.log("similarity", "{pair}"),
     conda:

@@ -13,6 +13,8 @@ rule stitching_pair:
         stitching=result_params(SETTINGS.stitching, "pairs", "layers"),
         layers=stitching_layers(SETTINGS),
     threads: SETTINGS.stitching.threads
+    benchmark:
+        paths.benchmark("stitching", "{pair}")
     log:
         paths.log("stitching", "{pair}"),
     conda:

@@ -12,6 +12,8 @@ rule subspace_pair:
     params:
         subspace=result_params(SETTINGS.subspace_match, "within_network"),
     threads: SETTINGS.subspace_match.threads
+    benchmark:
+        paths.benchmark("subspace", "{pair}")
     log:
         paths.log("subspace", "{pair}"),
     conda:

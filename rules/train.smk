@@ -11,6 +11,8 @@ rule train:
         data=SETTINGS.data.result_params(),
         train=result_params(SETTINGS.train),
     threads: SETTINGS.train.threads
+    benchmark:
+        paths.benchmark("train", "{model}")
     log:
         paths.log("train", "{model}"),
     conda:
@@ -31,3 +33,16 @@ rule training_summary:
         "../envs/torch.yaml"
     script:
         "../scripts/training_summary.py"
+
+
+rule benchmark_summary:
+    input:
+        unpack(benchmark_files),
+    output:
+        report(paths.benchmark_summary(), caption="../report/benchmarks.rst", category="Benchmarks", labels={"table": "wall time and peak memory"}),
+    log:
+        paths.log("benchmarks", "summary"),
+    conda:
+        "../envs/tables.yaml"
+    script:
+        "../scripts/benchmark_summary.py"
