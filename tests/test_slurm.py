@@ -253,3 +253,33 @@ def test_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path, tmp_path_f
 
     diffs = compare_results(reference / "results", cluster / "results")
     assert not diffs, "SLURM and local results differ:\n" + "\n".join(diffs)
+
+
+# A one-rule workflow whose job needs 150 s: its first attempt gets 1 minute and is killed by
+# SLURM at its time limit; the retry gets 3 minutes (the profile's `runtime` grows with
+# `attempt`, as profiles/slurm's does) and finishes.
+RETRY_SNAKEFILE = """
+rule slow:
+    output: "done.txt"
+    shell: "sleep 150 && echo {resources.runtime} > {output}"
+"""
+
+
+@pytest.mark.slurm
+def test_job_over_its_time_limit_is_retried_with_more_time(slurm_cluster, tmp_path):
+    wd = tmp_path / "retry"
+    (wd / "profiles" / "retry").mkdir(parents=True)
+    (wd / "Snakefile").write_text(RETRY_SNAKEFILE)
+    prof = _profile()
+    prof.pop("set-resources")
+    prof.update({"retries": 1, "latency-wait": 5, "jobs": 1})
+    prof["default-resources"] = {"runtime": "1+2*(attempt-1)", "mem_mb": "500*attempt", "cpus_per_task": 1}
+    (wd / "profiles" / "retry" / "config.yaml").write_text(yaml.safe_dump(prof))
+    (wd / "profiles" / "retry" / "partitions.yaml").write_text((PROFILE.parent / prof["slurm-partition-config"]).read_text())
+    proc = run_snakemake(wd, "--profile", "profiles/retry", *TEST_OVERRIDES, timeout=900)
+    log = proc.stdout + proc.stderr
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    out = _sh(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%l"], check=True).stdout
+    jobs = sorted((int(i), state, limit) for i, state, limit in (line.strip().split("|") for line in out.splitlines()))
+    assert [(state, limit) for _, state, limit in jobs] == [("TIMEOUT", "1:00"), ("COMPLETED", "3:00")], jobs
+    assert (wd / "done.txt").read_text().strip() == "3"
