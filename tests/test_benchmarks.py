@@ -6,10 +6,10 @@ import logging
 
 import numpy as np
 import pytest
+from workflow_runs import workflow_rules
 
 from repmatch import paths
 from repmatch.benchmarks import benchmark_table, parse_benchmark_path
-from workflow_runs import workflow_rules
 
 HEAVY = {"train", "activations", "similarity_pair", "stitching_pair", "subspace_pair"}
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"

@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 import torch
+from workflow_runs import REPO
 
 from repmatch import device as dev
-from workflow_runs import REPO
 
 # A job process: two fake GPUs, resolve `auto`, print the device, hold it until stdin closes.
 JOB = textwrap.dedent(

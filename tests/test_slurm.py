@@ -17,7 +17,6 @@ from collections import Counter
 
 import pytest
 import yaml
-
 from workflow_runs import (
     REPO,
     TINY_CONFIG,
@@ -95,7 +94,7 @@ def test_runtime_and_memory_grow_with_attempt():
     for spec in specs:
         for key in ("runtime", "mem_mb"):
             if key in spec:
-                first, second = (eval(str(spec[key]), {"attempt": a}) for a in (1, 2))  # noqa: S307
+                first, second = (eval(str(spec[key]), {"attempt": a}) for a in (1, 2))
                 assert second > first > 0, (key, spec[key])
     assert prof["retries"] >= 1
 
@@ -120,7 +119,7 @@ def test_aggregation_figure_and_summary_rules_are_local():
     """Tiny jobs never queue: aggregation, sanity, figures and summaries run in the snakemake
     process; the heavy rules are submitted."""
     rules = workflow_rules()
-    local = {r.name for r in rules if r.name in r.workflow._localrules or r.norun}  # noqa: SLF001
+    local = {r.name for r in rules if r.name in r.workflow._localrules or r.norun}
     expected = {r.name for r in rules if r.name.endswith(("_aggregate", "_figures", "_summary"))} | {"sanity", "stitching_distance", "all"}
     assert expected <= local, expected - local
     assert not local & GPU_RULES, local & GPU_RULES
@@ -213,7 +212,7 @@ def test_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path, tmp_path_f
     # Rules without an action (e.g. `all`) and localrules run in the main process.
     rules = workflow_rules(cluster)
     no_action = {r.name for r in rules if r.norun}
-    local_rules = {r.name for r in rules if r.name in r.workflow._localrules} - no_action  # noqa: SLF001
+    local_rules = {r.name for r in rules if r.name in r.workflow._localrules} - no_action
     assert {"similarity_aggregate", "sanity", "training_summary"} <= local_rules
     # The command line replaces config (as a user's `--config` would); GPU requests must survive.
     args += ["--config", "seeds=[0,1]"]
