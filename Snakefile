@@ -28,6 +28,22 @@ include: "rules/sensitivity.smk"
 include: "rules/sanity.smk"
 
 
+# Seconds of pandas/matplotlib each: run in the snakemake process itself, never queued on a
+# cluster (README, "Running on a cluster").
+localrules:
+    all,
+    training_summary,
+    benchmark_summary,
+    similarity_aggregate,
+    similarity_figures,
+    stitching_aggregate,
+    stitching_distance,
+    stitching_figures,
+    subspace_aggregate,
+    subspace_figures,
+    sanity,
+
+
 rule all:
     input:
         final_outputs(),

@@ -12,12 +12,12 @@ rule activations:
         data=SETTINGS.data.result_params(),
         layers=SETTINGS.model.layer_names,
         activations=result_params(SETTINGS.activations),
-    resources:
-        gpu=GPUS_PER_JOB,
+    benchmark:
+        paths.benchmark("activations", "{model}")
     log:
         paths.log("activations", "{model}"),
     conda:
-        "../envs/activations.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/activations.py"
 
@@ -34,11 +34,11 @@ rule subspace_activations:
         layers=SETTINGS.model.layer_names,
         activations=result_params(SETTINGS.activations),
         n_probe=SETTINGS.subspace_match.n_probe,
-    resources:
-        gpu=GPUS_PER_JOB,
+    benchmark:
+        paths.benchmark("activations", "{model}.subspace")
     log:
         paths.log("activations", "{model}.subspace"),
     conda:
-        "../envs/activations.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/activations.py"

@@ -36,8 +36,10 @@ STITCHING_PAIRS = stitching_pairs(MODELS, SETTINGS.stitching.pairs)
 SUBSPACE_PAIRS = subspace_pairs(MODELS, SETTINGS.subspace_match.within_network)
 SENSITIVITY_MODELS = sensitivity_models(MODELS, SETTINGS.sensitivity)
 
-# GPU jobs (train, activations, pairwise comparisons) declare `resources: gpu=GPUS_PER_JOB`.
-GPUS_PER_JOB = SETTINGS.gpus_per_job
+# Rules that use a GPU when their job sees one (train, activations, subspace_activations, the
+# *_pair rules, sensitivity_network) request none here: the profiles do (`set-resources: RULE:
+# {gpu: 1}`), so plain `snakemake --cores N` runs them as CPU jobs, and a `--config` override on
+# the command line never drops a GPU request (tests/test_slurm.py).
 
 
 wildcard_constraints:
@@ -77,6 +79,15 @@ def sanity_inputs(wildcards):
     return inputs
 
 
+def benchmark_files(wildcards):
+    """The `benchmark:` files of every heavy job of this run, named by stage and job."""
+    jobs = [("train", m) for m in MODELS] + [("activations", m) for m in MODELS]
+    jobs += [("activations", f"{m}.subspace") for m in MODELS]
+    jobs += [("similarity", p) for p in SIMILARITY_PAIRS] + [("stitching", p) for p in STITCHING_PAIRS]
+    jobs += [("subspace", p) for p in SUBSPACE_PAIRS]
+    return {f"{stage}/{name}": paths.benchmark(stage, name) for stage, name in jobs}
+
+
 def figure_outputs(folder, names, caption, category):
     """Named figure outputs (PNG + PDF); only the PNGs go into the HTML report."""
     return {
@@ -100,4 +111,5 @@ def final_outputs():
     out += [paths.sanity(name) for name in paths.SANITY_TABLES]
     for m in SENSITIVITY_MODELS:
         out += [paths.sensitivity_table(m), paths.sensitivity_summary(m), *paths.sensitivity_curves(m).values()]
+    out += [paths.benchmark_summary()]
     return out

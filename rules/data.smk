@@ -9,6 +9,6 @@ rule data_split:
     log:
         paths.log("data", "split"),
     conda:
-        "../envs/train.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/data_split.py"

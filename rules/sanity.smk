@@ -12,6 +12,6 @@ rule sanity:
     log:
         paths.log("sanity", "sanity"),
     conda:
-        "../envs/figures.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/sanity.py"

@@ -21,11 +21,9 @@ rule sensitivity_network:
         dm_ridge=SETTINGS.stitching.dm.ridge,
         batch_size=SETTINGS.activations.batch_size,
     threads: SETTINGS.sensitivity.threads
-    resources:
-        gpu=GPUS_PER_JOB,
     log:
         paths.log("sensitivity", "{model}"),
     conda:
-        "../envs/stitching.yaml"  # torch + torchvision (data) + scipy (correlations)
+        "../envs/torch.yaml"
     script:
         "../scripts/sensitivity_network.py"

@@ -12,12 +12,12 @@ rule similarity_pair:
         similarity=result_params(SETTINGS.similarity),
         uncertainty=SETTINGS.uncertainty.bootstrap_params(),
     threads: SETTINGS.similarity.threads
-    resources:
-        gpu=GPUS_PER_JOB,
+    benchmark:
+        paths.benchmark("similarity", "{pair}")
     log:
         paths.log("similarity", "{pair}"),
     conda:
-        "../envs/similarity.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/similarity_pair.py"
 
@@ -30,7 +30,7 @@ rule similarity_aggregate:
     log:
         paths.log("similarity", "aggregate"),
     conda:
-        "../envs/similarity.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/similarity_aggregate.py"
 
@@ -45,6 +45,6 @@ rule similarity_figures:
     log:
         paths.log("similarity", "figures"),
     conda:
-        "../envs/figures.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/similarity_figures.py"

@@ -15,12 +15,12 @@ rule stitching_pair:
         uncertainty={"level": SETTINGS.uncertainty.level, "mcnemar": SETTINGS.uncertainty.mcnemar},
     threads: SETTINGS.stitching.threads
     priority: 10  # the longest jobs: start them first, the short ones fill the other cores around them
-    resources:
-        gpu=GPUS_PER_JOB,
+    benchmark:
+        paths.benchmark("stitching", "{pair}")
     log:
         paths.log("stitching", "{pair}"),
     conda:
-        "../envs/stitching.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/stitching_pair.py"
 
@@ -33,7 +33,7 @@ rule stitching_aggregate:
     log:
         paths.log("stitching", "aggregate"),
     conda:
-        "../envs/stitching.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/stitching_aggregate.py"
 
@@ -46,7 +46,7 @@ rule stitching_distance:
     log:
         paths.log("stitching", "distance"),
     conda:
-        "../envs/stitching.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/stitching_distance.py"
 
@@ -60,6 +60,6 @@ rule stitching_figures:
     log:
         paths.log("stitching", "figures"),
     conda:
-        "../envs/stitching.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/stitching_figures.py"

@@ -13,12 +13,12 @@ rule subspace_pair:
         subspace=result_params(SETTINGS.subspace_match, "within_network"),
         level=SETTINGS.uncertainty.level,
     threads: SETTINGS.subspace_match.threads
-    resources:
-        gpu=GPUS_PER_JOB,
+    benchmark:
+        paths.benchmark("subspace", "{pair}")
     log:
         paths.log("subspace", "{pair}"),
     conda:
-        "../envs/subspace.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/subspace_pair.py"
 
@@ -33,7 +33,7 @@ rule subspace_aggregate:
     log:
         paths.log("subspace", "aggregate"),
     conda:
-        "../envs/subspace.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/subspace_aggregate.py"
 
@@ -49,6 +49,6 @@ rule subspace_figures:
     log:
         paths.log("subspace", "figures"),
     conda:
-        "../envs/subspace.yaml"
+        "../envs/tables.yaml"
     script:
         "../scripts/subspace_figures.py"

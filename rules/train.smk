@@ -11,12 +11,12 @@ rule train:
         data=SETTINGS.data.result_params(),
         train=result_params(SETTINGS.train),
     threads: SETTINGS.train.threads
-    resources:
-        gpu=GPUS_PER_JOB,
+    benchmark:
+        paths.benchmark("train", "{model}")
     log:
         paths.log("train", "{model}"),
     conda:
-        "../envs/train.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/train.py"
 
@@ -30,6 +30,19 @@ rule training_summary:
     log:
         paths.log("train", "summary"),
     conda:
-        "../envs/figures.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/training_summary.py"
+
+
+rule benchmark_summary:
+    input:
+        unpack(benchmark_files),
+    output:
+        report(paths.benchmark_summary(), caption="../report/benchmarks.rst", category="Benchmarks", labels={"table": "wall time and peak memory"}),
+    log:
+        paths.log("benchmarks", "summary"),
+    conda:
+        "../envs/tables.yaml"
+    script:
+        "../scripts/benchmark_summary.py"

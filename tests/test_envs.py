@@ -1,5 +1,6 @@
 """Conda environments: every rule with an action names an env file that exists, every env pins
-exactly the versions pyproject.toml pins, and every env holds the third-party packages its
+exactly the versions requirements-lock.txt pins (pyproject.toml holds ranges, which each
+pin must satisfy), and every env holds the third-party packages its
 rules' scripts import (followed through the repmatch modules they use)."""
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from workflow_runs import REPO, workflow_rules
 
 ENVS = REPO / "envs"
 SRC = REPO / "src"
-STAGES = ["train", "activations", "similarity", "stitching", "subspace", "figures"]
+# One torch env shared by every torch stage, one light env for tables and figures.
+STAGES = ["torch", "tables"]
+LOCK = REPO / "requirements-lock.txt"
 
 # Packages a module needs without importing them: pandas reads/writes parquet through pyarrow.
 IMPLICIT = {"pandas": {"pyarrow"}}
@@ -31,14 +36,37 @@ def _canon(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _pyproject_pins() -> dict[str, str]:
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+def _lock_pins() -> dict[str, str]:
     pins = {}
-    for dep in deps:
-        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==([^\s;]+)", dep.strip())
-        assert m, f"pyproject.toml dependency not pinned with ==: {dep!r}"
-        pins[_canon(m.group(1))] = m.group(3)
+    for line in LOCK.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", line)
+        assert m, f"requirements-lock.txt: not an exact pin: {line!r}"
+        pins[_canon(m.group(1))] = m.group(2)
     return pins
+
+
+def _pyproject_requirements() -> dict[str, Requirement]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    for extra in project.get("optional-dependencies", {}).values():
+        reqs += [Requirement(r) for r in extra]
+    return {_canon(r.name): r for r in reqs if _canon(r.name) != "repmatch"}
+
+
+def test_pyproject_has_ranges_that_admit_the_lock():
+    """pyproject.toml declares compatible ranges, not pins, and the locked versions satisfy them."""
+    lock = _lock_pins()
+    for name, req in _pyproject_requirements().items():
+        assert name in lock, f"{name} is a dependency but not in requirements-lock.txt (python tools/lock.py)"
+        assert req.specifier.contains(lock[name], prereleases=True), f"{name}=={lock[name]} outside {req}"
+        if name not in ("torch", "torchvision"):  # capped at what the package index can install
+            assert not any(s.operator == "==" for s in req.specifier), f"{req}: a range, please"
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    for python in ("3.11", "3.12", "3.13"):
+        assert SpecifierSet(requires).contains(python), f"requires-python {requires} excludes {python}"
 
 
 def _env_pip_pins(path: Path) -> dict[str, str]:
@@ -91,13 +119,14 @@ def test_every_rule_with_an_action_names_an_existing_env(rules):
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_env_pins_agree_with_pyproject(stage):
+def test_env_pins_agree_with_lock(stage):
     path = ENVS / f"{stage}.yaml"
-    project = _pyproject_pins()
+    lock = _lock_pins()
+    project = _pyproject_requirements()
     env = _env_pip_pins(path)
     for name, version in env.items():
         assert name in project, f"{path.name}: {name} is not a dependency in pyproject.toml"
-        assert version == project[name], f"{path.name}: {name}=={version}, pyproject.toml pins {project[name]}"
+        assert version == lock[name], f"{path.name}: {name}=={version}, requirements-lock.txt pins {lock[name]}"
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     python = _env_python(path)
     assert python, f"{path.name}: python is not pinned"
@@ -242,6 +271,10 @@ def _distribution(top: str) -> str:
 
 
 def test_every_env_holds_what_its_scripts_import(rules):
+    """Every rule's env holds what its script can import: the stage functions it calls (with their
+    lazy imports) and every repmatch module they reach, whole. Stage modules import torch lazily,
+    inside the stage functions that compute, so the light tables env's rules never reach it (a
+    light-env job that did would fail with ModuleNotFoundError under --software-deployment-method conda)."""
     problems = []
     for rule in rules:
         if rule.norun or not rule.script or not rule.conda_env:

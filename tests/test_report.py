@@ -82,3 +82,14 @@ def test_report_is_self_contained_with_the_workflow_description(report):
     assert not re.search(r"<script[^>]+\bsrc=", html), "report loads an external script"
     assert not re.search(r"<link[^>]+\bhref=[\"']https?:", html), "report loads an external stylesheet"
     assert not re.search(r"<img[^>]+\bsrc=[\"']https?:", html), "report loads an external image"
+
+
+def test_report_holds_the_benchmark_table(report):
+    """Wall time and peak memory of every heavy job (rule benchmark_summary) are in the report."""
+    workdir, html = report
+    results = _js_value(html, "results")
+    key = "results/benchmarks/summary.csv"
+    assert key in results, sorted(results)
+    assert (workdir / key).read_text().startswith("stage,job,wall_s,max_rss_mb")
+    caption = re.sub(r"<[^>]+>", " ", results[key].get("caption") or "")
+    assert "peak" in caption and "wall" in caption.lower(), caption

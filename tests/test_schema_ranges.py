@@ -21,7 +21,6 @@ SCHEMA_PATH = REPO / "src" / "repmatch" / "schema.yaml"
 _SIZE = "a size or count: larger only costs time/memory"
 _DATASET = "its upper limit depends on the dataset; repmatch.data.load_splits checks it with a message"
 UNBOUNDED_ABOVE: dict[str, str] = {
-    "gpus_per_job": "depends on the cluster's nodes",
     "data.n_test": _DATASET,
     "subspace_match.n_probe": _DATASET,
     "data.n_train": _DATASET,

@@ -17,7 +17,6 @@ from collections import Counter
 
 import pytest
 import yaml
-
 from workflow_runs import (
     REPO,
     TINY_CONFIG,
@@ -63,10 +62,17 @@ def test_slurm_profile_is_not_loaded_by_default():
     assert local.get("resources", {}).get("gpu", 0) >= 1, "local profile must limit concurrent GPU jobs"
 
 
+GPU_RULES = {"train", "activations", "subspace_activations", "similarity_pair", "stitching_pair", "subspace_pair",
+             "sensitivity_network"}
+
+
 def test_slurm_profile_settings():
     prof = _profile()
     assert prof["executor"] == "slurm"
-    assert prof["config"]["gpus_per_job"] >= 1
+    # GPU requests are resources of the profile, never workflow config (which --config replaces).
+    assert "config" not in prof, "profiles/slurm must not set workflow config"
+    for name in GPU_RULES:
+        assert prof["set-resources"][name]["gpu"] >= 1, name
     defaults = prof["default-resources"]
     for key in ("runtime", "mem_mb", "cpus_per_task"):
         assert key in defaults, f"default-resources lacks {key}"
@@ -79,6 +85,46 @@ def test_slurm_profile_settings():
     parts = yaml.safe_load(part_file.read_text())["partitions"]
     assert any(p.get("max_gpu", 0) >= 1 for p in parts.values()), "no partition offers GPUs"
     assert any(p.get("max_gpu", 0) == 0 for p in parts.values()), "no CPU-only partition"
+
+
+def test_runtime_and_memory_grow_with_attempt():
+    """Each retry gets more wall time and memory (Snakemake evaluates the profile's resource
+    expressions with ``attempt`` = 1, 2, ...)."""
+    prof = _profile()
+    specs = [prof["default-resources"]] + list(prof["set-resources"].values())
+    for spec in specs:
+        for key in ("runtime", "mem_mb"):
+            if key in spec:
+                first, second = (eval(str(spec[key]), {"attempt": a}) for a in (1, 2))
+                assert second > first > 0, (key, spec[key])
+    assert prof["retries"] >= 1
+
+
+def test_cpu_only_cluster_is_one_profile_line():
+    """README: on a cluster without GPUs change the anchor line `&gpu {gpu: 1}` to `{gpu: 0}`."""
+    lines = PROFILE.read_text().splitlines()
+    hits = [i for i, line in enumerate(lines) if "&gpu {gpu: 1}" in line]
+    assert len(hits) == 1
+    lines[hits[0]] = lines[hits[0]].replace("&gpu {gpu: 1}", "&gpu {gpu: 0}")
+    prof = yaml.safe_load("\n".join(lines))
+    assert all(spec.get("gpu", 0) == 0 for spec in prof["set-resources"].values())
+
+
+def test_local_profile_requests_gpus_through_set_resources():
+    local = yaml.safe_load((REPO / "profiles" / "local" / "config.yaml").read_text())
+    assert "config" not in local
+    assert {r for r, spec in local["set-resources"].items() if spec.get("gpu", 0) >= 1} == GPU_RULES
+
+
+def test_aggregation_figure_and_summary_rules_are_local():
+    """Tiny jobs never queue: aggregation, sanity, figures and summaries run in the snakemake
+    process; the heavy rules are submitted."""
+    rules = workflow_rules()
+    local = {r.name for r in rules if r.name in r.workflow._localrules or r.norun}
+    expected = {r.name for r in rules if r.name.endswith(("_aggregate", "_figures", "_summary"))} | {"sanity", "stitching_distance", "all"}
+    assert expected <= local, expected - local
+    assert not local & GPU_RULES, local & GPU_RULES
+    assert GPU_RULES <= {r.name for r in rules}
 
 
 def test_slurm_profile_set_resources_name_real_rules():
@@ -97,6 +143,9 @@ def test_slurm_profile_dry_run_requests_gpus_only_for_gpu_rules(tmp_path):
     assert {"train", "activations"} <= gpu_rules, gpu_rules
     assert "training_summary" in cpu_rules, cpu_rules
     assert not gpu_rules & cpu_rules
+    # A --config override on the command line keeps the GPU requests (they are not config).
+    override = dry_run_jobs(wd, "--profile", "profiles/slurm", "--configfile", TINY_CONFIG, "--config", "seeds=[0,1]")
+    assert {j["rule"] for j in override if j["resources"].get("gpu") == "1"} == gpu_rules
     # Without the profile (laptop) nothing asks for a GPU.
     plain = dry_run_jobs(wd, "--cores", "2", "--configfile", TINY_CONFIG)
     assert all(j["resources"].get("gpu", "0") == "0" for j in plain), [j for j in plain if "gpu" in j["resources"]]
@@ -162,8 +211,14 @@ def test_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path, tmp_path_f
 
     args = ["--profile", "profiles/slurm", "--configfile", TINY_CONFIG, *TEST_OVERRIDES]
     # Rules without an action (e.g. `all`) and localrules run in the main process.
-    no_action = {r.name for r in workflow_rules(cluster) if r.norun}
-    planned = [j for j in dry_run_jobs(cluster, *args) if not j["local"] and j["rule"] not in no_action]
+    rules = workflow_rules(cluster)
+    no_action = {r.name for r in rules if r.norun}
+    local_rules = {r.name for r in rules if r.name in r.workflow._localrules} - no_action
+    assert {"similarity_aggregate", "sanity", "training_summary"} <= local_rules
+    # The command line replaces config (as a user's `--config` would); GPU requests must survive.
+    args += ["--config", "seeds=[0,1]"]
+    all_jobs = dry_run_jobs(cluster, *args)
+    planned = [j for j in all_jobs if not j["local"] and j["rule"] not in no_action | local_rules]
     assert planned, "the dry run plans no cluster jobs"
     proc = run_snakemake(cluster, *args, timeout=1500)
     log = proc.stdout + proc.stderr
@@ -182,9 +237,13 @@ def test_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path, tmp_path_f
     sbatch_lines = re.findall(r"_slurm_rpc_submit_batch_job: JobId=(\d+)", (state / "slurmctld.log").read_text())
     assert {j["id"] for j in submitted} <= set(sbatch_lines)
 
+    # Aggregation, sanity, figure and summary jobs ran in the snakemake process, not through sbatch.
+    assert not {j["rule"] for j in submitted} & local_rules, submitted
+    assert {j["rule"] for j in all_jobs} & local_rules == local_rules
+
     # GPU-capable rules asked for a GPU on the gpu partition; the others for none.
     gpu_rules = {j["rule"] for j in planned if j["resources"].get("gpu") == "1"}
-    assert {"train", "activations"} <= gpu_rules
+    assert GPU_RULES & {j["rule"] for j in planned} == gpu_rules
     for j in submitted:
         if j["rule"] in gpu_rules:  # --gpus=1 shows as TresPerJob=gres:gpu:1
             assert j["partition"] == "gpu" and "gpu:1" in j["tres_per_job"], j
@@ -194,3 +253,33 @@ def test_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path, tmp_path_f
 
     diffs = compare_results(reference / "results", cluster / "results")
     assert not diffs, "SLURM and local results differ:\n" + "\n".join(diffs)
+
+
+# A one-rule workflow whose job needs 150 s: its first attempt gets 1 minute and is killed by
+# SLURM at its time limit; the retry gets 3 minutes (the profile's `runtime` grows with
+# `attempt`, as profiles/slurm's does) and finishes.
+RETRY_SNAKEFILE = """
+rule slow:
+    output: "done.txt"
+    shell: "sleep 150 && echo {resources.runtime} > {output}"
+"""
+
+
+@pytest.mark.slurm
+def test_job_over_its_time_limit_is_retried_with_more_time(slurm_cluster, tmp_path):
+    wd = tmp_path / "retry"
+    (wd / "profiles" / "retry").mkdir(parents=True)
+    (wd / "Snakefile").write_text(RETRY_SNAKEFILE)
+    prof = _profile()
+    prof.pop("set-resources")
+    prof.update({"retries": 1, "latency-wait": 5, "jobs": 1})
+    prof["default-resources"] = {"runtime": "1+2*(attempt-1)", "mem_mb": "500*attempt", "cpus_per_task": 1}
+    (wd / "profiles" / "retry" / "config.yaml").write_text(yaml.safe_dump(prof))
+    (wd / "profiles" / "retry" / "partitions.yaml").write_text((PROFILE.parent / prof["slurm-partition-config"]).read_text())
+    proc = run_snakemake(wd, "--profile", "profiles/retry", *TEST_OVERRIDES, timeout=900)
+    log = proc.stdout + proc.stderr
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    out = _sh(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%l"], check=True).stdout
+    jobs = sorted((int(i), state, limit) for i, state, limit in (line.strip().split("|") for line in out.splitlines()))
+    assert [(state, limit) for _, state, limit in jobs] == [("TIMEOUT", "1:00"), ("COMPLETED", "3:00")], jobs
+    assert (wd / "done.txt").read_text().strip() == "3"

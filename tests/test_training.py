@@ -40,3 +40,81 @@ def test_augmentation_is_a_crop_and_flip():
         assert torch.equal(out[k], x[k]) or torch.equal(out[k], x[k].flip(-1))
     out = augment_batch(x, torch.Generator().manual_seed(1), pad=2)
     assert out.shape == x.shape
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_interrupted_training_resumes_bitwise_identical(mnist_splits, tmp_path, caplog):
+    """Kill training after epoch 2 of 4 (its state saved atomically each epoch), resume in a
+    fresh call: final weights, optimizer state and history equal an uninterrupted run's bitwise."""
+    import logging
+
+    splits = _small(mnist_splits, 300)
+    cfg = dataclasses.replace(CFG, epochs=4, augment=True)
+    ref, ref_metrics = train_new_model("smallcnn", splits, cfg, seed=5, progress=False)
+
+    state = tmp_path / "train_state.pt"
+
+    def kill_after_two(epoch):
+        if epoch == 2:
+            raise _Killed
+
+    try:
+        train_new_model("smallcnn", splits, cfg, seed=5, progress=False, state_path=state, after_epoch=kill_after_two)
+    except _Killed:
+        pass
+    assert state.exists()
+    saved = torch.load(state, weights_only=True)
+    assert saved["epoch"] == 2 and {"model", "optimizer", "scheduler", "rng"} <= set(saved)
+    assert not list(tmp_path.glob("*.tmp*")), "the state must be written atomically (no temp left)"
+
+    torch.manual_seed(12345)  # a new process: the global RNG is elsewhere; the state restores it
+    with caplog.at_level(logging.INFO):
+        resumed, metrics = train_new_model("smallcnn", splits, cfg, seed=5, progress=False, state_path=state,
+                                           log=logging.getLogger("test-train"))  # fmt: skip
+    assert "resumed from" in caplog.text and "after epoch 2/4" in caplog.text
+    epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [m.split(":")[0] for m in epoch_lines] == ["epoch 3/4", "epoch 4/4"], epoch_lines
+    assert all("loss" in m and "accuracy" in m and m.endswith(" s") for m in epoch_lines)
+    ref_sd, res_sd = ref.state_dict(), resumed.state_dict()
+    assert ref_sd.keys() == res_sd.keys()
+    for k in ref_sd:
+        assert torch.equal(ref_sd[k], res_sd[k]), k
+    assert metrics["history"] == ref_metrics["history"]
+    assert metrics["test_accuracy"] == ref_metrics["test_accuracy"]
+
+
+def test_state_of_other_settings_is_not_resumed(mnist_splits, tmp_path, caplog):
+    import logging
+
+    splits = _small(mnist_splits, 200)
+    cfg = dataclasses.replace(CFG, epochs=2)
+    state = tmp_path / "train_state.pt"
+
+    def stop(epoch):
+        raise _Killed
+
+    try:
+        train_new_model("smallcnn", splits, cfg, seed=1, progress=False, state_path=state, after_epoch=stop)
+    except _Killed:
+        pass
+    other = dataclasses.replace(cfg, lr=0.01)
+    with caplog.at_level(logging.INFO):
+        net, _ = train_new_model("smallcnn", splits, other, seed=1, progress=False, state_path=state, log=logging.getLogger("t"))
+    assert "other settings" in caplog.text and "resumed" not in caplog.text
+    fresh, _ = train_new_model("smallcnn", splits, other, seed=1, progress=False)
+    for k, v in fresh.state_dict().items():
+        assert torch.equal(v, net.state_dict()[k]), k
+
+
+def test_progress_bar_only_on_a_terminal(mnist_splits, monkeypatch, capsys):
+    import io
+
+    splits = _small(mnist_splits, 100)
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # a job's log file: not a terminal
+    train_new_model("smallcnn", splits, CFG, seed=0)
+    import sys
+
+    assert "train seed" not in sys.stderr.getvalue()

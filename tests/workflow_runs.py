@@ -143,7 +143,8 @@ def result_files(results: Path) -> set[str]:
     out = set()
     for p in results.rglob("*"):
         rel = p.relative_to(results).as_posix()
-        if not p.is_file() or rel.startswith("logs/") or p.name.startswith(".snakemake"):
+        # logs and benchmarks (wall times, memory) differ from run to run by nature
+        if not p.is_file() or rel.startswith(("logs/", "benchmarks/")) or p.name.startswith(".snakemake"):
             continue
         if p.suffix in {".png", ".pdf", ".svg", ".html"}:
             continue

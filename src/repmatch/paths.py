@@ -35,6 +35,12 @@ def metrics(model: str) -> str:
     return _r("models", model, "metrics.json")
 
 
+def train_state(model: str) -> str:
+    """Training's per-epoch resume state (not a rule output: Snakemake leaves it in place when a
+    job is killed, so the retry resumes from it; training deletes it once the model is written)."""
+    return _r("models", model, "train_state.pt")
+
+
 def training_summary() -> str:
     return _r("models", "training_summary.csv")
 
@@ -125,3 +131,13 @@ TRAINING_FIGURE_NAMES = ("accuracy",)
 # --- logs -------------------------------------------------------------------------------------
 def log(stage: str, name: str) -> str:
     return _r("logs", stage, f"{name}.log")
+
+
+def benchmark(stage: str, name: str) -> str:
+    """Snakemake's `benchmark:` file of one heavy job (wall seconds, max RSS, ...; TSV)."""
+    return _r("benchmarks", stage, f"{name}.tsv")
+
+
+def benchmark_summary() -> str:
+    """One row per benchmarked job: wall time and peak memory (in the report)."""
+    return _r("benchmarks", "summary.csv")

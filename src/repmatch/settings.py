@@ -236,7 +236,6 @@ class Settings:
 
     seeds: tuple[int, ...]
     device: str
-    gpus_per_job: int
     data: DataSettings
     model: ModelSettings
     train: TrainSettings

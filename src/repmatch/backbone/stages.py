@@ -39,9 +39,13 @@ def split_stage(data: DataSettings, out_json: PathLike, log: logging.Logger) -> 
 
 def train_stage(
     model: str, data: DataSettings, train: TrainSettings, device_spec: str, split_json: PathLike, checkpoint: PathLike,
-    metrics_json: PathLike, log: logging.Logger,
+    metrics_json: PathLike, log: logging.Logger, state_path: PathLike | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Train one (arch, seed) network; write its checkpoint and metrics."""
+    """Train one (arch, seed) network; write its checkpoint and metrics.
+
+    With ``state_path`` training saves its state there after every epoch and resumes from it
+    (a retried cluster job goes on where the killed one stopped); it is deleted once the
+    checkpoint and metrics are written."""
     from ..data import load_recorded_split
     from ..device import resolve_device
     from ..models import save_checkpoint
@@ -51,12 +55,14 @@ def train_stage(
     splits = load_recorded_split(data, split_json)
     device = resolve_device(device_spec)
     log.info("training %s on %s (%d train / %d test samples)", model, device, len(splits.train), len(splits.test))
-    net, metrics = train_new_model(arch, splits, train, seed, device)
+    net, metrics = train_new_model(arch, splits, train, seed, device, log=log, state_path=state_path)
     metrics.update({"model": model, "arch": arch, "layers": net.layer_names})
     meta = {"arch": arch, "seed": seed, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
             "image_size": splits.image_size, "dataset": splits.name}  # fmt: skip
     metrics["checkpoint_sha256"] = save_checkpoint(net.cpu(), checkpoint, meta)
     write_json(metrics, metrics_json)
+    if state_path is not None:
+        Path(state_path).unlink(missing_ok=True)
     log.info("%s: test accuracy %.4f after %d epochs (%.1f s)", model, metrics["test_accuracy"], metrics["epochs"], metrics["train_seconds"])
     return metrics
 
