@@ -51,8 +51,9 @@ def _lock_pins() -> dict[str, str]:
 def _pyproject_requirements() -> dict[str, Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
-    for extra in project.get("optional-dependencies", {}).values():
-        reqs += [Requirement(r) for r in extra]
+    for name, extra in project.get("optional-dependencies", {}).items():
+        if name != "peers":  # benchmark-only comparison libraries (bench_peers.py), installed on demand
+            reqs += [Requirement(r) for r in extra]
     return {_canon(r.name): r for r in reqs if _canon(r.name) != "repmatch"}
 
 

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import ArrayDataset, Splits
-from ..io import load_torch, save_torch
-from ..models import StitchableNet, build_model
+from ..models import StitchableNet, build_model, load_torch, save_torch
 
 if TYPE_CHECKING:
     from ..settings import TrainSettings
