@@ -8,16 +8,16 @@ rule activations:
         metrics=paths.metrics("{model}"),  # the checkpoint's recorded sha256
     output:
         directory(paths.activations("{model}")),
+    log:
+        paths.log("activations", "{model}"),
+    benchmark:
+        paths.benchmark("activations", "{model}")
+    conda:
+        "../envs/torch.yaml"
     params:
         data=SETTINGS.data.result_params(),
         layers=SETTINGS.model.layer_names,
         activations=result_params(SETTINGS.activations),
-    benchmark:
-        paths.benchmark("activations", "{model}")
-    log:
-        paths.log("activations", "{model}"),
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/activations.py"
 
@@ -29,16 +29,16 @@ rule subspace_activations:
         metrics=paths.metrics("{model}"),
     output:
         directory(paths.subspace_activations("{model}")),
+    log:
+        paths.log("activations", "{model}.subspace"),
+    benchmark:
+        paths.benchmark("activations", "{model}.subspace")
+    conda:
+        "../envs/torch.yaml"
     params:
         data=SETTINGS.data.result_params(),
         layers=SETTINGS.model.layer_names,
         activations=result_params(SETTINGS.activations),
         n_probe=SETTINGS.subspace_match.n_probe,
-    benchmark:
-        paths.benchmark("activations", "{model}.subspace")
-    log:
-        paths.log("activations", "{model}.subspace"),
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/activations.py"

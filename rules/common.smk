@@ -66,7 +66,12 @@ def pair_subspace_activations(wildcards):
 def pair_checkpoints(wildcards):
     """Both checkpoints of a pair, and the metrics holding their recorded sha256."""
     a, b = parse_pair_id(wildcards.pair)
-    return {"a": paths.checkpoint(a), "b": paths.checkpoint(b), "metrics_a": paths.metrics(a), "metrics_b": paths.metrics(b)}
+    return {
+        "a": paths.checkpoint(a),
+        "b": paths.checkpoint(b),
+        "metrics_a": paths.metrics(a),
+        "metrics_b": paths.metrics(b),
+    }
 
 
 def sanity_inputs(wildcards):
@@ -89,11 +94,12 @@ def benchmark_files(wildcards):
 
 
 def figure_outputs(folder, names, caption, category):
-    """Named figure outputs (PNG + PDF); only the PNGs go into the HTML report."""
-    return {
-        k: report(v, caption=caption, category=category) if k.endswith("_png") else v
-        for k, v in paths.figures(folder, names).items()
-    }
+    """Named figure outputs (PNG + PDF); only the PNGs go into the HTML report, each labelled."""
+
+    def in_report(key, path):
+        return report(path, caption=caption, category=category, labels={"figure": key.removesuffix("_png")})
+
+    return {k: in_report(k, v) if k.endswith("_png") else v for k, v in paths.figures(folder, names).items()}
 
 
 def final_outputs():
@@ -101,7 +107,10 @@ def final_outputs():
     out = [paths.training_summary(), *paths.figures("training", paths.TRAINING_FIGURE_NAMES).values()]
     out += [path for m in MODELS for path in (paths.checkpoint(m), paths.metrics(m))]  # a deleted one is retrained
     out += [paths.activations(m) for m in MODELS]
-    out += [paths.aggregate("similarity"), *paths.figures("similarity", paths.similarity_figure_names(SETTINGS.similarity.measures)).values()]
+    out += [
+        paths.aggregate("similarity"),
+        *paths.figures("similarity", paths.similarity_figure_names(SETTINGS.similarity.measures)).values(),
+    ]
     if STITCHING_PAIRS:
         out += [paths.aggregate("stitching"), paths.stitching_distance()]
         out += paths.figures("stitching", paths.stitching_figure_names(pair_kinds(STITCHING_PAIRS))).values()

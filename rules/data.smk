@@ -4,11 +4,11 @@
 rule data_split:
     output:
         paths.split(),
-    params:
-        data=SETTINGS.data.result_params(),
     log:
         paths.log("data", "split"),
     conda:
         "../envs/torch.yaml"
+    params:
+        data=SETTINGS.data.result_params(),
     script:
         "../scripts/data_split.py"

@@ -6,12 +6,17 @@ rule sanity:
     input:
         unpack(sanity_inputs),
     output:
-        **{name: paths.sanity(name) for name in paths.SANITY_TABLES},
-    params:
-        uncertainty=result_params(SETTINGS.uncertainty),
+        **{
+            name: report(
+                paths.sanity(name), caption="../report/sanity.rst", category="Sanity tests", labels={"table": name}
+            )
+            for name in paths.SANITY_TABLES
+        },
     log:
         paths.log("sanity", "sanity"),
     conda:
         "../envs/tables.yaml"
+    params:
+        uncertainty=result_params(SETTINGS.uncertainty),
     script:
         "../scripts/sanity.py"

@@ -10,9 +10,14 @@ rule sensitivity_network:
         checkpoint=paths.checkpoint("{model}"),
         metrics=paths.metrics("{model}"),
     output:
+        **paths.sensitivity_curves("{model}"),
         table=paths.sensitivity_table("{model}"),
         summary=paths.sensitivity_summary("{model}"),
-        **paths.sensitivity_curves("{model}"),
+    log:
+        paths.log("sensitivity", "{model}"),
+    conda:
+        "../envs/torch.yaml"
+    threads: SETTINGS.sensitivity.threads
     params:
         data=SETTINGS.data.result_params(),
         layers=SETTINGS.model.layer_names,
@@ -20,10 +25,5 @@ rule sensitivity_network:
         similarity=result_params(SETTINGS.similarity),
         dm_ridge=SETTINGS.stitching.dm.ridge,
         batch_size=SETTINGS.activations.batch_size,
-    threads: SETTINGS.sensitivity.threads
-    log:
-        paths.log("sensitivity", "{model}"),
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/sensitivity_network.py"

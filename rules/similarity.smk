@@ -8,16 +8,16 @@ rule similarity_pair:
         unpack(pair_activations),
     output:
         paths.pair_table("similarity", "{pair}"),
+    log:
+        paths.log("similarity", "{pair}"),
+    benchmark:
+        paths.benchmark("similarity", "{pair}")
+    conda:
+        "../envs/torch.yaml"
+    threads: SETTINGS.similarity.threads
     params:
         similarity=result_params(SETTINGS.similarity),
         uncertainty=SETTINGS.uncertainty.bootstrap_params(),
-    threads: SETTINGS.similarity.threads
-    benchmark:
-        paths.benchmark("similarity", "{pair}")
-    log:
-        paths.log("similarity", "{pair}"),
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/similarity_pair.py"
 
@@ -39,12 +39,17 @@ rule similarity_figures:
     input:
         paths.aggregate("similarity"),
     output:
-        **figure_outputs("similarity", paths.similarity_figure_names(SETTINGS.similarity.measures), "../report/similarity.rst", "Similarity indices"),
-    params:
-        level=SETTINGS.uncertainty.level,
+        **figure_outputs(
+            "similarity",
+            paths.similarity_figure_names(SETTINGS.similarity.measures),
+            "../report/similarity.rst",
+            "Similarity indices",
+        ),
     log:
         paths.log("similarity", "figures"),
     conda:
         "../envs/tables.yaml"
+    params:
+        level=SETTINGS.uncertainty.level,
     script:
         "../scripts/similarity_figures.py"

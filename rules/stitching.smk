@@ -8,19 +8,19 @@ rule stitching_pair:
         split=paths.split(),
     output:
         paths.pair_table("stitching", "{pair}"),
+    log:
+        paths.log("stitching", "{pair}"),
+    benchmark:
+        paths.benchmark("stitching", "{pair}")
+    priority: 10  # the longest jobs: start them first, the short ones fill the other cores around them
+    conda:
+        "../envs/torch.yaml"
+    threads: SETTINGS.stitching.threads
     params:
         data=SETTINGS.data.result_params(),
         stitching=result_params(SETTINGS.stitching, "pairs", "layers"),
         layers=stitching_layers(SETTINGS),
         uncertainty={"level": SETTINGS.uncertainty.level, "mcnemar": SETTINGS.uncertainty.mcnemar},
-    threads: SETTINGS.stitching.threads
-    priority: 10  # the longest jobs: start them first, the short ones fill the other cores around them
-    benchmark:
-        paths.benchmark("stitching", "{pair}")
-    log:
-        paths.log("stitching", "{pair}"),
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/stitching_pair.py"
 
@@ -56,7 +56,12 @@ rule stitching_figures:
         table=paths.aggregate("stitching"),
         distance=paths.stitching_distance(),
     output:
-        **figure_outputs("stitching", paths.stitching_figure_names(pair_kinds(STITCHING_PAIRS)), "../report/stitching.rst", "Model stitching"),
+        **figure_outputs(
+            "stitching",
+            paths.stitching_figure_names(pair_kinds(STITCHING_PAIRS)),
+            "../report/stitching.rst",
+            "Model stitching",
+        ),
     log:
         paths.log("stitching", "figures"),
     conda:

@@ -9,16 +9,16 @@ rule subspace_pair:
     output:
         table=paths.pair_table("subspace_match", "{pair}"),
         simple=paths.subspace_simple_table("{pair}"),
+    log:
+        paths.log("subspace", "{pair}"),
+    benchmark:
+        paths.benchmark("subspace", "{pair}")
+    conda:
+        "../envs/torch.yaml"
+    threads: SETTINGS.subspace_match.threads
     params:
         subspace=result_params(SETTINGS.subspace_match, "within_network"),
         level=SETTINGS.uncertainty.level,
-    threads: SETTINGS.subspace_match.threads
-    benchmark:
-        paths.benchmark("subspace", "{pair}")
-    log:
-        paths.log("subspace", "{pair}"),
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/subspace_pair.py"
 
@@ -44,11 +44,11 @@ rule subspace_figures:
         simple=paths.subspace_simple_aggregate(),
     output:
         **figure_outputs("subspace", paths.SUBSPACE_FIGURE_NAMES, "../report/subspace.rst", "Subspace match"),
-    params:
-        level=SETTINGS.uncertainty.level,
     log:
         paths.log("subspace", "figures"),
     conda:
         "../envs/tables.yaml"
+    params:
+        level=SETTINGS.uncertainty.level,
     script:
         "../scripts/subspace_figures.py"

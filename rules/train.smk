@@ -7,16 +7,16 @@ rule train:
     output:
         checkpoint=paths.checkpoint("{model}"),
         metrics=paths.metrics("{model}"),
+    log:
+        paths.log("train", "{model}"),
+    benchmark:
+        paths.benchmark("train", "{model}")
+    conda:
+        "../envs/torch.yaml"
+    threads: SETTINGS.train.threads
     params:
         data=SETTINGS.data.result_params(),
         train=result_params(SETTINGS.train),
-    threads: SETTINGS.train.threads
-    benchmark:
-        paths.benchmark("train", "{model}")
-    log:
-        paths.log("train", "{model}"),
-    conda:
-        "../envs/torch.yaml"
     script:
         "../scripts/train.py"
 
@@ -25,8 +25,8 @@ rule training_summary:
     input:
         metrics=[paths.metrics(m) for m in MODELS],
     output:
-        table=paths.training_summary(),
         **figure_outputs("training", paths.TRAINING_FIGURE_NAMES, "../report/training.rst", "Training"),
+        table=paths.training_summary(),
     log:
         paths.log("train", "summary"),
     conda:
@@ -39,7 +39,12 @@ rule benchmark_summary:
     input:
         unpack(benchmark_files),
     output:
-        report(paths.benchmark_summary(), caption="../report/benchmarks.rst", category="Benchmarks", labels={"table": "wall time and peak memory"}),
+        report(
+            paths.benchmark_summary(),
+            caption="../report/benchmarks.rst",
+            category="Benchmarks",
+            labels={"table": "wall time and peak memory"},
+        ),
     log:
         paths.log("benchmarks", "summary"),
     conda:

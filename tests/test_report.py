@@ -93,3 +93,15 @@ def test_report_holds_the_benchmark_table(report):
     assert (workdir / key).read_text().startswith("stage,job,wall_s,max_rss_mb")
     caption = re.sub(r"<[^>]+>", " ", results[key].get("caption") or "")
     assert "peak" in caption and "wall" in caption.lower(), caption
+
+
+def test_report_items_are_labelled_png_only_with_the_sanity_tables(report):
+    """Every item has labels; figures enter as PNG only (the PDFs stay in results/figures); the
+    cross-family sanity tables are in the report."""
+    _, html = report
+    results = _js_value(html, "results")
+    assert not [k for k in results if k.endswith(".pdf")], "PDFs in the report"
+    unlabelled = [k for k, entry in results.items() if not entry.get("labels")]
+    assert not unlabelled, f"report items without labels: {unlabelled}"
+    for name in ("more_similar_than_itself", "more_similar_summary", "specificity"):
+        assert f"results/sanity/{name}.csv" in results, sorted(results)

@@ -177,7 +177,9 @@ def test_network_accuracy_with_lowrank_layer():
     x = torch.randn(50, 5)
     y = net(x).argmax(1)
     basis = fit_lowrank([net.forward_until(x, "a").detach()])
-    batches = lambda: [(x[:25], y[:25]), (x[25:], y[25:])]
+    def batches():
+        return [(x[:25], y[:25]), (x[25:], y[25:])]
+
     assert network_accuracy_lowrank(net, "a", basis, 4, batches) == 1.0
     # naive reference at rank 1
     h = basis.apply(net.forward_until(x, "a"), 1)

@@ -30,7 +30,9 @@ def closure() -> dict[str, str]:
     """{distribution: installed version} reachable from pyproject's dependencies and extras."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     todo = [(Requirement(r), set()) for r in project["dependencies"]]
-    for extra in project.get("optional-dependencies", {}).values():
+    for name, extra in project.get("optional-dependencies", {}).items():
+        if name == "peers":  # benchmark-only comparison libraries: installed on demand, never locked
+            continue
         todo += [(Requirement(r), set()) for r in extra]
     seen: dict[str, str] = {}
     done: set[tuple[str, frozenset]] = set()

@@ -91,7 +91,9 @@ def layer_sensitivity(
     from ..stitching.direct import NormalEquations
 
     net.eval()
-    front = lambda xb: net.forward_until(xb, layer)
+    def front(xb):
+        return net.forward_until(xb, layer)
+
     # 1. one pass over the training split: covariance (the basis) and the pooled features
     acc, pooled_train = CovarianceAccumulator(), []
     for xb, _ in _batches(train_x, None, batch_size, device):
