@@ -478,7 +478,7 @@ def test_train_stage_records_the_checkpoint_sha256_in_metrics(tmp_path, monkeypa
     log = job_logger("train", None)
     stages.split_stage(data, split, log)
     fake = {"test_accuracy": 0.1, "train_accuracy": 0.1, "epochs": 0, "train_seconds": 0.0}
-    monkeypatch.setattr(training, "train_new_model", lambda arch, splits, cfg, seed, device: (_seeded_model(), dict(fake)))
+    monkeypatch.setattr(training, "train_new_model", lambda arch, splits, cfg, seed, device, **kwargs: (_seeded_model(), dict(fake)))
     ckpt, metrics_json = tmp_path / "models" / "smallcnn_seed0" / "checkpoint.pt", tmp_path / "models" / "smallcnn_seed0" / "metrics.json"
     stages.train_stage("smallcnn_seed0", data, section_settings("train", {"epochs": 1}), "cpu", split, ckpt, metrics_json, log)
     recorded = json.loads(metrics_json.read_text())["checkpoint_sha256"]

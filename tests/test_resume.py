@@ -163,8 +163,9 @@ def test_artifacts_regenerate_without_retraining(tmp_path_factory):
     done = run_snakemake(wd, "--dry-run", *base)
     assert "Nothing to be done" in done.stdout + done.stderr, "reference run is not complete"
     rules = workflow_rules(wd)
-    figure_rules = sorted(
-        r.name for r in rules if any(str(o).startswith("results/figures/") for o in r.output)
+    figure_rules = sorted(  # (sensitivity_network also draws figures, but it is off in the tiny config)
+        r.name for r in rules
+        if any(str(o).startswith("results/figures/") for o in r.output) and r.name != "sensitivity_network"
     )
     assert figure_rules, "no rule writes results/figures/"
     planned = {j["rule"] for j in dry_run_jobs(wd, *base, "--forcerun", *figure_rules)}

@@ -46,10 +46,3 @@ def layer_key(model_a: str, layer_a: str, index_a: int, model_b: str, layer_b: s
 def frame(rows: Iterable[Mapping[str, Any]] | Iterable[Sequence[Any]], family: str) -> pd.DataFrame:
     """A family's table with its fixed column order, also when empty (aggregation keeps the schema)."""
     return pd.DataFrame(list(rows), columns=COLUMNS[family])
-
-
-def check_columns(df: pd.DataFrame, family: str, what: str) -> None:
-    """Refuse a table lacking the family's columns, naming it (a stale or foreign file)."""
-    missing = set(COLUMNS[family]) - set(df.columns)
-    if missing:
-        raise ValueError(f"{what} lacks the {family} columns {sorted(missing)}; delete it and rerun its job")

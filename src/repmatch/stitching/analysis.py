@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..tables import check_columns
+from ..tables import KEY_COLUMNS
 
 
 def _kind(df: pd.DataFrame) -> pd.Series:
@@ -18,7 +18,9 @@ def _kind(df: pd.DataFrame) -> pd.Series:
 
 
 def _select(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    check_columns(df, "stitching", "stitching table")
+    missing = {*KEY_COLUMNS, "method", "metric", "value"} - set(df.columns)
+    if missing:
+        raise ValueError(f"stitching table lacks columns {sorted(missing)}")
     sel = df[df["metric"] == metric]
     if sel.empty:
         raise ValueError(f"stitching table has no rows for metric {metric!r}; metrics present: {sorted(df['metric'].unique())}")
