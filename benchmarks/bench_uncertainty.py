@@ -32,13 +32,13 @@ import warnings
 import numpy as np
 import torch
 
+from repmatch.settings import section_settings
 from repmatch.similarity import (
     DegenerateInputError,
     get_measure,
     similarity,
     similarity_grids,
 )
-from repmatch.similarity.registry import DEFAULT_CONFIG
 from repmatch.uncertainty import (
     bootstrap_indices,
     bootstrap_similarity_grids,
@@ -46,7 +46,7 @@ from repmatch.uncertainty import (
 )
 
 SHAPES = [(16, 28, 28), (32, 14, 14), (32, 14, 14), (64, 7, 7), (64, 7, 7), (64,)]
-MEASURES = list(DEFAULT_CONFIG["measures"])
+MEASURES = list(section_settings("similarity").measures)  # the default measures (schema)
 PARAMS = {"rbf_sigma": 0.8, "svcca_variance": 0.99, "minibatch_size": 100}
 
 
