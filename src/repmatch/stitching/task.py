@@ -23,6 +23,7 @@ off by default (horizontal flips are wrong for digits).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import StitchableNet
+from ..settings import TLMSettings
 from .layer import Stitch
 from .network import Cell, freeze, group_by_back
 
@@ -45,41 +47,27 @@ SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
-class TLMConfig:
+class TLMConfig(TLMSettings):
     """The parameters of one TLM run (the paper: Adam, lr 1e-3, batch 256, 30 epochs, random init,
     weight decay 1e-5, crop + flip augmentation, constant rate).
 
-    Built from the settings by :meth:`from_settings` (``stitching.tlm`` plus the section-level
-    ``stitching.seed`` and ``stitching.max_stack``, which DM and scoring use too); no defaults here.
-    ``schedule``: ``constant`` or ``cosine`` (linear warm-up over ``warmup_epochs`` -- may be
-    fractional -- then cosine decay from ``lr`` to ``final_lr_fraction * lr`` at the last step).
-    ``dm_tlm_epochs``: epochs of DM-initialised stitches (they start near the optimum and converge
-    in a few epochs); None = ``epochs``. ``augment``: random crop (zero-image padding 4) + horizontal
-    flip of the inputs, as the paper's CIFAR code. ``converged_tol``: a stitch counts as converged
-    when its last epoch changed the mean training loss by less than this fraction.
+    The ``stitching.tlm`` settings plus the section-level ``stitching.seed`` and
+    ``stitching.max_stack`` (which DM and scoring use too), built by :meth:`from_settings`; no
+    defaults here. ``schedule``: ``constant`` or ``cosine`` (linear warm-up over ``warmup_epochs``
+    -- may be fractional -- then cosine decay from ``lr`` to ``final_lr_fraction * lr`` at the last
+    step). ``dm_tlm_epochs``: epochs of DM-initialised stitches (None = ``epochs``). ``augment``:
+    random crop (zero-image padding 4) + horizontal flip of the inputs, as the paper's CIFAR code.
+    ``converged_tol``: a stitch counts as converged when its last epoch changed the mean training
+    loss by less than this fraction.
     """
 
-    epochs: int
-    batch_size: int
-    lr: float
     seed: int
     max_stack: int | None  # at most this many stitches per stacked back-half batch (memory)
-    schedule: str
-    warmup_epochs: float
-    final_lr_fraction: float
-    weight_decay: float
-    augment: bool
-    dm_tlm_epochs: int | None
-    converged_tol: float
 
     @classmethod
     def from_settings(cls, stitching: StitchingSettings) -> TLMConfig:
-        t = stitching.tlm
-        out = cls(
-            epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, seed=stitching.seed, max_stack=stitching.max_stack,
-            schedule=t.schedule, warmup_epochs=t.warmup_epochs, final_lr_fraction=t.final_lr_fraction,
-            weight_decay=t.weight_decay, augment=t.augment, dm_tlm_epochs=t.dm_tlm_epochs, converged_tol=t.converged_tol,
-        )  # fmt: skip
+        fields = {f.name: getattr(stitching.tlm, f.name) for f in dataclasses.fields(TLMSettings)}
+        out = cls(**fields, seed=stitching.seed, max_stack=stitching.max_stack)
         out.validate()
         return out
 
