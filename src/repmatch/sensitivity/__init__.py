@@ -19,8 +19,7 @@ from .._exports import lazy
 __getattr__, __all__ = lazy(__name__, {
     "lowrank": ["CovarianceAccumulator", "LowRankBasis", "channel_rows", "fit_lowrank", "from_channel_rows",
                 "halving_ranks", "basis_from_moments"],
-    "probe": ["LinearProbe", "network_accuracy_lowrank", "pool_features", "pooled_lowrank_features", "probe_accuracy",
-              "train_probe"],
+    "probe": ["LinearProbe", "network_accuracy_lowrank", "pool_features", "pooled_lowrank_features", "train_probe"],
     "correlation": ["CORRELATION_COLUMNS", "ConstantInputWarning", "rank_correlations", "sensitivity_correlations"],
     "network": ["DM_METHODS", "FUNCTIONAL", "dissimilarity", "layer_sensitivity", "summary_table", "tidy_rows"],
     "pairs": ["sensitivity_models"],

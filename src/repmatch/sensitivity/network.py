@@ -39,7 +39,7 @@ from .lowrank import (
     channel_rows,
     from_channel_rows,
 )
-from .probe import pool_features, probe_accuracy
+from .probe import pool_features, train_probe
 
 FUNCTIONAL = ("probe_accuracy", "network_accuracy")
 DM_METHODS = ("dm_accuracy", "dm_repr_diff")
@@ -137,8 +137,9 @@ def layer_sensitivity(
     for r in rs:
         f_tr = _pooled_rank(basis, ptrain, r)
         f_te = _pooled_rank(basis, ptest, r)
-        pa = probe_accuracy(f_tr, ytr, f_te, yte, n_classes=n_classes, epochs=probe_epochs, lr=probe_lr,
+        probe = train_probe(f_tr, ytr, n_classes=n_classes, epochs=probe_epochs, lr=probe_lr,
                             batch_size=probe_batch_size, weight_decay=probe_weight_decay, seed=seed)
+        pa = probe.accuracy(f_te, yte)
         rows += [
             {"rank": r, "method": "probe_accuracy", "value": pa},
             {"rank": r, "method": "network_accuracy", "value": correct[r] / total},

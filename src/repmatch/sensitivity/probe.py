@@ -2,7 +2,7 @@
 
 * :func:`pool_features` — global average pooling of a layer's output to (N, C), as the authors'
   probes (``exec_probe.py``) do: the probe sees the channel content, not its spatial layout.
-* :func:`train_probe` / :func:`probe_accuracy` — multinomial logistic regression trained with
+* :func:`train_probe` (then ``.accuracy(x, y)``) — multinomial logistic regression trained with
   Adam for a fixed number of full-data epochs in shuffled mini-batches from a seeded generator,
   so the same inputs give the same probe. Features are standardised with the *training* mean/std
   (a fixed affine map: it does not change what a linear probe can represent, only how fast
@@ -62,7 +62,7 @@ def train_probe(
     epochs: int,
     lr: float,
     batch_size: int,
-    weight_decay: float = 0.0,
+    weight_decay: float,
     seed: int,
 ) -> LinearProbe:
     """Fit a multinomial logistic regression on (N, C) features by Adam, ``epochs`` passes.
@@ -98,25 +98,6 @@ def train_probe(
                 loss.backward()
                 opt.step()
     return LinearProbe(mean=mean, std=std, weight=lin.weight.detach().clone(), bias=lin.bias.detach().clone())
-
-
-def probe_accuracy(
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    test_x: torch.Tensor,
-    test_y: torch.Tensor,
-    *,
-    n_classes: int,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    weight_decay: float = 0.0,
-    seed: int,
-) -> float:
-    """Test accuracy of a probe trained on pooled training features (see :func:`train_probe`)."""
-    probe = train_probe(train_x, train_y, n_classes=n_classes, epochs=epochs, lr=lr, batch_size=batch_size,
-                        weight_decay=weight_decay, seed=seed)
-    return probe.accuracy(test_x, test_y)
 
 
 @torch.no_grad()
