@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .settings import DataSettings, UncertaintySettings
+from .settings import DataSettings, UncertaintySettings, section_settings
 from .tables import KEY_COLUMNS
 
 PathLike = str | os.PathLike[str]
@@ -94,11 +94,16 @@ def subspace_scores(table: pd.DataFrame) -> pd.DataFrame:
     return _scores(sel, "subspace_match", sel["eps"].map(lambda e: f"eps={e:g}"), True, 0.0)
 
 
+def _uncertainty_defaults() -> UncertaintySettings:
+    """The ``uncertainty`` section's defaults (from the schema): arguments left ``None`` take these."""
+    return section_settings("uncertainty")
+
+
 def _tie(value: float, own: float, tol: float) -> bool:
     return abs(value - own) <= tol + RELATIVE_TIE * max(1.0, abs(own))
 
 
-def more_similar_than_itself(scores: pd.DataFrame, *, alpha: float = 0.05, correction: str = "holm") -> pd.DataFrame:
+def more_similar_than_itself(scores: pd.DataFrame, *, alpha: float | None = None, correction: str | None = None) -> pd.DataFrame:
     """One row per (family, method, metric, model pair, direction, layer with a counterpart).
 
     ``n_better``: candidates beating the counterpart by more than the tie tolerance (raw, point
@@ -108,6 +113,10 @@ def more_similar_than_itself(scores: pd.DataFrame, *, alpha: float = 0.05, corre
     cell has no p-value (then ``test`` is ``none``). Ties are never significant.
     """
     from .uncertainty.significance import holm
+
+    defaults = _uncertainty_defaults()
+    alpha = defaults.alpha if alpha is None else alpha
+    correction = defaults.correction if correction is None else correction
 
     if correction not in ("holm", "none"):
         raise ValueError(f"correction must be 'holm' or 'none', got {correction!r}")
@@ -181,7 +190,7 @@ def more_similar_summary(msti: pd.DataFrame) -> pd.DataFrame:
                                        "n_better_significant", "n_ties", "n_candidates", "alpha", "correction"])  # fmt: skip
 
 
-def specificity(scores: pd.DataFrame, *, level: float = 0.95) -> pd.DataFrame:
+def specificity(scores: pd.DataFrame, *, level: float | None = None) -> pd.DataFrame:
     """Kornblith's specificity per (family, method, metric) over ordered pairs of different networks.
 
     ``ci_low, ci_high``: Wilson interval of the accuracy at ``level``; ``p_value``: one-sided exact
@@ -189,6 +198,7 @@ def specificity(scores: pd.DataFrame, *, level: float = 0.95) -> pd.DataFrame:
     share networks and layers, so both treat them as independent trials: optimistic)."""
     from .uncertainty.significance import binomial_test_vs_chance
 
+    level = _uncertainty_defaults().level if level is None else level
     rows = []
     cross = scores[scores["model_a"] != scores["model_b"]]
     for (family, method, metric), g in scores.groupby(["family", "method", "metric"], sort=False):
@@ -236,7 +246,7 @@ def _unique_values(rows: pd.DataFrame) -> np.ndarray:
     return np.array(list(seen.values()), dtype=float)
 
 
-def within_vs_cross(scores: pd.DataFrame, *, n_permutations: int = 10_000, seed: int = 0) -> pd.DataFrame:
+def within_vs_cross(scores: pd.DataFrame, *, n_permutations: int | None = None, seed: int | None = None) -> pd.DataFrame:
     """Within- vs cross-seed permutation test per (family, method, metric).
 
     Which values: the diagonal of a within-network grid is trivial (CKA of a layer with itself is
@@ -253,6 +263,10 @@ def within_vs_cross(scores: pd.DataFrame, *, n_permutations: int = 10_000, seed:
     pairs, one seed).
     """
     from .uncertainty.significance import permutation_test
+
+    defaults = _uncertainty_defaults()
+    n_permutations = defaults.n_permutations if n_permutations is None else n_permutations
+    seed = defaults.seed if seed is None else seed
 
     rows = []
     for (family, method, metric), g in scores.groupby(["family", "method", "metric"], sort=False):
