@@ -163,6 +163,7 @@ def main() -> None:
     ap.add_argument("--all-measures", action="store_true", help="also time every registered measure")
     ap.add_argument("--skip-gram-baseline", action="store_true", help="skip the slow n x n Gram baseline")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--cuda-only", action="store_true", help="skip the CPU device (a lent GPU machine's time is short)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -171,6 +172,8 @@ def main() -> None:
     a, b = make_models(n, widths)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA available: {torch.cuda.is_available()}")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if args.cuda_only:
+        devices = devices[1:]
     for dev in devices:
         run_linear_cka(a, b, n, widths, dev, args.repeat, args.skip_gram_baseline)
     if args.all_measures:
