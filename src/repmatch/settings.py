@@ -44,6 +44,13 @@ class ConfigError(ValueError):
 # either "all" or a list of names; lists arrive as tuples (frozen).
 
 
+#: The data keys each user dataset reads (the built-in datasets read none of them).
+_USER_DATA_KEYS: dict[str, tuple[str, ...]] = {
+    "imagefolder": ("image_size", "image_mode", "standardise"),
+    "factory": ("factory", "factory_kwargs", "standardise"),
+}
+
+
 @dataclass(frozen=True)
 class DataSettings:
     name: str
@@ -52,10 +59,21 @@ class DataSettings:
     n_test: int
     n_train: int | None
     n_probe: int
+    image_size: int
+    image_mode: str
+    factory: str | None
+    factory_kwargs: dict[str, Any]
+    standardise: bool
 
     def result_params(self) -> dict[str, Any]:
-        """What changes the data's numbers (not where the files live): Snakemake's rerun trigger."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "data_root"}
+        """What changes the data's numbers (not where the files live): Snakemake's rerun trigger.
+
+        Keys a dataset does not read are left out (the image folder's size and mode, the factory and
+        its arguments, standardisation are not read by the built-in datasets), so adding them changed
+        no built-in experiment's trigger."""
+        read = set(_USER_DATA_KEYS[self.name]) if self.name in _USER_DATA_KEYS else set()
+        unused = {"data_root"} | ({k for keys in _USER_DATA_KEYS.values() for k in keys} - read)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
 
 
 @dataclass(frozen=True)
@@ -438,7 +456,7 @@ def _accepts_float(hint: Any) -> bool:
 def check_semantics(s: Settings) -> None:
     """Every check that needs more than the schema; each error names the key and what is allowed."""
     from .architectures import resolve_layers
-    from .datasets import dataset_sizes
+    from .datasets import USER_DATASETS, dataset_sizes
 
     errors: list[str] = []
 
@@ -452,8 +470,18 @@ def check_semantics(s: Settings) -> None:
     if s.stitching.layers is not None:
         attempt("stitching.layers", lambda: resolve_layers(s.model.arch, s.stitching.layers))
 
-    n_train_total, n_test_total = dataset_sizes(s.data.name, s.data.n_test)
-    if s.data.name == "mnist5k":
+    if s.data.factory is not None and s.data.name != "factory":
+        errors.append(f"  at data.factory: set, but data.name is {s.data.name!r}; the factory is read only with "
+                      "data.name: factory")
+    sizes = _user_data_sizes(s.data, errors) if s.data.name in USER_DATASETS else dataset_sizes(s.data.name, s.data.n_test)
+    n_train_total, n_test_total = sizes if sizes is not None else (None, None)
+    if sizes is None:
+        pass  # a factory's sizes are known once it has run: load_splits checks them, naming the keys
+    elif s.data.name in USER_DATASETS:
+        if s.data.n_train is not None and s.data.n_train > n_train_total:
+            errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training images of "
+                          f"{s.data.data_root}")
+    elif s.data.name == "mnist5k":
         if s.data.n_test >= n_train_total + n_test_total:
             errors.append(f"  at data.n_test: {s.data.n_test} leaves no training digits; mnist5k has 5000 in all")
     else:
@@ -464,9 +492,9 @@ def check_semantics(s: Settings) -> None:
                           "see README, 'Pointing it at CIFAR-10')")
         if s.data.n_train is not None and s.data.n_train > n_train_total:
             errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training images of {s.data.name}")
-    if s.data.n_probe > n_test_total:
+    if n_test_total is not None and s.data.n_probe > n_test_total:
         errors.append(f"  at data.n_probe: {s.data.n_probe} probe samples do not fit the test set of {n_test_total}")
-    if s.subspace_match.n_probe is not None and s.subspace_match.n_probe > n_test_total:
+    if n_test_total is not None and s.subspace_match.n_probe is not None and s.subspace_match.n_probe > n_test_total:
         errors.append(f"  at subspace_match.n_probe: {s.subspace_match.n_probe} probe samples do not fit the test set "
                       f"of {n_test_total}")
 
@@ -495,3 +523,30 @@ def check_semantics(s: Settings) -> None:
                       f"subspace_match.repeats = {s.subspace_match.repeats}")
     if errors:
         raise ConfigError("invalid configuration:\n" + "\n".join(errors))
+
+
+def _user_data_sizes(data: DataSettings, errors: list[str]) -> tuple[int, int] | None:
+    """(training, test) sizes of an image folder (listed, not read) after checking it; ``None`` for a factory
+    (checked to be importable; its sizes are known only once it has run) or when the check failed."""
+    from .datasets import list_imagefolder
+    from .user_code import import_object
+
+    if data.name == "factory":
+        if data.factory is None:
+            errors.append("  at data.factory: data.name is 'factory'; name the function as 'package.module:function'")
+        else:
+            try:
+                import_object(data.factory, "data.factory")
+            except ValueError as err:
+                errors.append(f"  at {err}")
+        return None
+    if not data.data_root:
+        errors.append("  at data.data_root: data.name 'imagefolder' reads its images from data.data_root "
+                      "(a folder holding train/<class>/<image> and test/<class>/<image>); set it")
+        return None
+    try:
+        listing = list_imagefolder(data.data_root)
+    except (ValueError, OSError) as err:
+        errors.append(f"  at data.data_root: {err}")
+        return None
+    return len(listing.train), len(listing.test)
