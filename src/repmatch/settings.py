@@ -116,6 +116,7 @@ class SimilaritySettings:
     precision: str
     on_degenerate: str
     threads: int
+    user_measures: tuple[dict[str, Any], ...]
 
     @property
     def measure_params(self) -> dict[str, Any]:
@@ -301,9 +302,22 @@ def load_settings(source: str | os.PathLike[str] | Mapping[str, Any], check: boo
     config = fill_defaults(coerce(config, schema()), schema())
     validate(config)
     settings = _build(Settings, config)
+    _register_user_measures(settings)  # jobs (check=False) compute them too
     if check:
         check_semantics(settings)
     return settings
+
+
+def _register_user_measures(s: Settings) -> None:
+    """Register ``similarity.user_measures`` (importing the user's functions); a failure names the key."""
+    if not s.similarity.user_measures:
+        return
+    from .similarity.user import register_user_measures
+
+    try:
+        register_user_measures(s.similarity.user_measures)
+    except ValueError as err:
+        raise ConfigError(f"invalid configuration:\n  at {err}") from err
 
 
 def section_settings(name: str, values: Mapping[str, Any] | None = None) -> Any:

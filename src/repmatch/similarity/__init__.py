@@ -4,7 +4,8 @@ Layout (as every family): ``pairs`` (which jobs), the maths (``registry``, ``gri
 ``linalg``, ``preprocess``, ``cka``, ``cca``, ``procrustes``, ``regression``), ``stages`` (what the
 scripts call), ``plots`` (figures). Public API: :func:`similarity` (one pair),
 :func:`similarity_grids` (raw grids), :func:`similarity_table` (tidy table of a model pair), the
-registry (:data:`MEASURES`, :func:`register`, :class:`Measure`) and the error classes.
+registry (:data:`MEASURES`, :func:`register`, :class:`Measure`), user measures (``user``:
+:func:`check_measure`, :func:`register_user_measure`) and the error classes.
 """
 
 from .._exports import lazy
@@ -14,4 +15,5 @@ __getattr__, __all__ = lazy(__name__, {
     "grid": ["TABLE_COLUMNS", "similarity", "similarity_grids", "similarity_table"],
     "preprocess": ["CONV_MODES"],
     "registry": ["INVARIANCES", "MEASURES", "Measure", "check_measures", "get_measure", "register"],
+    "user": ["MeasurePropertyError", "UserMeasure", "check_measure", "make_user_measure", "register_user_measure"],
 })  # fmt: skip

@@ -66,17 +66,24 @@ class LayerStats:
         self.name = name
         self.source_eps = float(source_eps if source_eps is not None else torch.finfo(x.dtype).eps)
         self.n, self.d = int(x.shape[0]), int(x.shape[1])
-        xc = x - x.mean(dim=0, keepdim=True)
+        mean = x.mean(dim=0, keepdim=True)
+        xc = x - mean
         if xc.dtype != torch.float64:
             # Working in float32 (the opt-in fast precision): the column mean of values at a +1000
             # offset is only accurate to ~1e-3 absolute, which would leave a constant column shift;
             # a second pass on the (now small) residuals removes it, so the products below see data
             # centred to float32 accuracy relative to the signal, not to the offset.
-            xc.sub_(xc.mean(dim=0, keepdim=True))  # xc is a fresh tensor here: in place
+            residual = xc.mean(dim=0, keepdim=True)
+            xc.sub_(residual)  # xc is a fresh tensor here: in place
+            mean = mean + residual
         norm = float(torch.linalg.matrix_norm(xc))
         # Zero variance: what is left after centring is at the rounding level of the stored data.
         self.zero_variance = norm == 0.0 or norm <= 4 * self.source_eps * scale
-        if normalise and not self.zero_variance:
+        #: Column means removed from the view (xc + mean is the view's matrix; user measures get it,
+        #: :mod:`.user`), and whether xc was scaled to unit norm (``paper`` mode: then users get xc).
+        self.mean = mean
+        self.normalised = bool(normalise and not self.zero_variance)
+        if self.normalised:
             xc = xc / norm
             norm = 1.0
         self.xc = xc
