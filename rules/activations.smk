@@ -42,3 +42,48 @@ rule subspace_activations:
         n_probe=SETTINGS.subspace_match.n_probe,
     script:
         "../scripts/activations.py"
+
+
+# External networks (external_activations.networks): activations made elsewhere, imported as
+# caches of the same probe sets; they take part in similarity and subspace only.
+
+
+rule external_activations:
+    input:
+        split=paths.split(),
+        files=lambda wildcards: EXTERNAL_NETWORKS[wildcards.external].files,
+    output:
+        directory(paths.activations("{external}")),
+    log:
+        paths.log("activations", "{external}.external"),
+    wildcard_constraints:
+        external=EXTERNAL_RE,
+    conda:
+        "../envs/torch.yaml"
+    params:
+        data=SETTINGS.data.result_params(),
+        dtype=SETTINGS.activations.dtype,
+        probe_set="similarity",
+    script:
+        "../scripts/external_activations.py"
+
+
+rule external_subspace_activations:
+    input:
+        split=paths.split(),
+        files=lambda wildcards: EXTERNAL_NETWORKS[wildcards.external].files,
+    output:
+        directory(paths.subspace_activations("{external}")),
+    log:
+        paths.log("activations", "{external}.external.subspace"),
+    wildcard_constraints:
+        external=EXTERNAL_RE,
+    conda:
+        "../envs/torch.yaml"
+    params:
+        data=SETTINGS.data.result_params(),
+        dtype=SETTINGS.activations.dtype,
+        n_probe=SETTINGS.subspace_match.n_probe,
+        probe_set="subspace_match",
+    script:
+        "../scripts/external_activations.py"

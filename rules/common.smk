@@ -6,6 +6,7 @@
 
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from repmatch.similarity.pairs import similarity_pairs  # noqa: E402
 from repmatch.stitching.pairs import pair_kinds, stitching_layers, stitching_pairs  # noqa: E402
 from repmatch.subspace_match.pairs import subspace_pairs  # noqa: E402
 from repmatch.sensitivity.pairs import sensitivity_models  # noqa: E402
+from repmatch.backbone.external import check_against_split  # noqa: E402
 
 SETTINGS = load_settings(config)  # raises ConfigError naming the key
 if Path(paths.split()).exists():  # a corrupt split fails here, before Snakemake invalidates what depends on it
@@ -31,10 +33,18 @@ if Path(paths.split()).exists():  # a corrupt split fails here, before Snakemake
 config.update(SETTINGS.to_config())  # the report and the jobs see every default filled in
 
 MODELS = models(SETTINGS)
-SIMILARITY_PAIRS = similarity_pairs(MODELS)
+# Networks with activations made elsewhere: similarity and subspace only (no weights to stitch).
+NETWORKS = MODELS + SETTINGS.external_activations.names
+SIMILARITY_PAIRS = similarity_pairs(NETWORKS)
 STITCHING_PAIRS = stitching_pairs(MODELS, SETTINGS.stitching.pairs)
-SUBSPACE_PAIRS = subspace_pairs(MODELS, SETTINGS.subspace_match.within_network)
+SUBSPACE_PAIRS = subspace_pairs(NETWORKS, SETTINGS.subspace_match.within_network)
 SENSITIVITY_MODELS = sensitivity_models(MODELS, SETTINGS.sensitivity)
+# Their sample ids against the probe sets, before any job (names the folder and the first missing id).
+EXTERNAL_NETWORKS = check_against_split(
+    SETTINGS, paths.split(), ["similarity"] + ["subspace_match"] * bool(SUBSPACE_PAIRS)
+)
+EXTERNAL_RE = "|".join(map(re.escape, EXTERNAL_NETWORKS)) or "(?!)"
+_NETWORK_RE = r"[a-z0-9]+_seed\d+" + "".join("|" + re.escape(n) for n in EXTERNAL_NETWORKS)
 
 # Rules that use a GPU when their job sees one (train, activations, subspace_activations, the
 # *_pair rules, sensitivity_network) request none here: the profiles do (`set-resources: RULE:
@@ -44,7 +54,7 @@ SENSITIVITY_MODELS = sensitivity_models(MODELS, SETTINGS.sensitivity)
 
 wildcard_constraints:
     model=r"[a-z0-9]+_seed\d+",
-    pair=r"[a-z0-9]+_seed\d+__[a-z0-9]+_seed\d+",
+    pair=rf"(?:{_NETWORK_RE})__(?:{_NETWORK_RE})",
 
 
 def result_params(section, *ignore):
@@ -108,7 +118,7 @@ def final_outputs():
     """Every target of the experiment: the one list `rule all` asks for."""
     out = [paths.training_summary(), *paths.figures("training", paths.TRAINING_FIGURE_NAMES).values()]
     out += [path for m in MODELS for path in (paths.checkpoint(m), paths.metrics(m))]  # a deleted one is retrained
-    out += [paths.activations(m) for m in MODELS]
+    out += [paths.activations(m) for m in NETWORKS]
     out += [
         paths.aggregate("similarity"),
         *paths.figures("similarity", paths.similarity_figure_names(SETTINGS.similarity.measures)).values(),

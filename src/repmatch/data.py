@@ -74,11 +74,8 @@ class Splits:
         level sqrt(1 - k/D) depends on D, so flat layers need as many inputs as can be had. It is a
         subset of the test split, so it never overlaps the training data.
         """
-        if n is None:
-            return self.test
-        if not 0 < n <= len(self.test):
-            raise DataError(f"subspace_match.n_probe={n} must be between 1 and the test-set size {len(self.test)}")
-        return self.test.subset(np.sort(np.random.default_rng(seed).permutation(len(self.test))[:n]))
+        index = subspace_probe_index(len(self.test), n, seed)
+        return self.test if index is None else self.test.subset(index)
 
     @property
     def in_channels(self) -> int:
@@ -102,6 +99,19 @@ class Splits:
             "test_ids": self.test.ids.tolist(),
             "probe_ids": self.probe.ids.tolist(),
         }
+
+
+def subspace_probe_index(n_test: int, n: int | None, seed: int) -> np.ndarray | None:
+    """Rows of the test split forming the subspace match's probe set (None: all of them, in order).
+
+    A pure function of the sizes and the seed, so the probe ids can be derived from ``split.json``
+    alone (external activations are checked against them while the workflow is parsed).
+    """
+    if n is None:
+        return None
+    if not 0 < n <= n_test:
+        raise DataError(f"subspace_match.n_probe={n} must be between 1 and the test-set size {n_test}")
+    return np.sort(np.random.default_rng(seed).permutation(n_test)[:n])
 
 
 def mnist5k_path() -> Path:

@@ -250,6 +250,16 @@ class SensitivitySettings:
 
 
 @dataclass(frozen=True)
+class ExternalActivationSettings:
+    networks: dict[str, str]
+
+    @property
+    def names(self) -> list[str]:
+        """The external networks' names, in config order."""
+        return list(self.networks)
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole experiment, every default filled, validated."""
 
@@ -264,6 +274,7 @@ class Settings:
     stitching: StitchingSettings
     uncertainty: UncertaintySettings
     sensitivity: SensitivitySettings
+    external_activations: ExternalActivationSettings
 
     def to_config(self) -> dict[str, Any]:
         """The filled-in config as plain YAML-able data (lists, not tuples)."""
@@ -274,6 +285,7 @@ SECTIONS: dict[str, type] = {
     "data": DataSettings, "model": ModelSettings, "train": TrainSettings, "activations": ActivationSettings,
     "subspace_match": SubspaceSettings, "similarity": SimilaritySettings, "stitching": StitchingSettings,
     "uncertainty": UncertaintySettings, "sensitivity": SensitivitySettings,
+    "external_activations": ExternalActivationSettings,
 }  # fmt: skip
 
 
@@ -535,6 +547,8 @@ def check_semantics(s: Settings) -> None:
     if s.subspace_match.simple_repeats > s.subspace_match.repeats:
         errors.append(f"  at subspace_match.simple_repeats: {s.subspace_match.simple_repeats} exceeds "
                       f"subspace_match.repeats = {s.subspace_match.repeats}")
+    if s.external_activations.networks:
+        _check_external(s, errors)
     if errors:
         raise ConfigError("invalid configuration:\n" + "\n".join(errors))
 
@@ -564,3 +578,37 @@ def _user_data_sizes(data: DataSettings, errors: list[str]) -> tuple[int, int] |
         errors.append(f"  at data.data_root: {err}")
         return None
     return len(listing.train), len(listing.test)
+
+
+def _check_external(s: Settings, errors: list[str]) -> None:
+    """External activation networks: names free, folders readable and on the same samples, subspace layers shared.
+
+    (Their ids against the probe sets need ``split.json``: ``repmatch.backbone.external.check_against_split``,
+    run by the workflow while it parses.)"""
+    import re
+
+    from .backbone.external import ExternalActivationError, check_networks
+    from .naming import model_id
+
+    key = "external_activations.networks"
+    trained = {model_id(s.model.arch, seed) for seed in s.seeds}
+    for name in s.external_activations.networks:
+        if re.search(r"_seed\d+$", name) or name in trained:
+            errors.append(f"  at {key}: name {name!r} ends in _seed<N>, which is reserved for the networks trained here")
+    try:
+        nets = check_networks(s.external_activations.networks)
+    except ExternalActivationError as err:
+        errors.append(f"  at {key}: {err}")
+        return
+    if s.subspace_match.layer_pairs == "corresponding" and (len(s.seeds) + len(nets) > 1 or s.subspace_match.within_network):
+        from .architectures import resolve_layers
+
+        try:
+            trained_layers = set(resolve_layers(s.model.arch, s.model.layers))
+        except (KeyError, ValueError):
+            return  # reported at model.layers
+        for net in nets.values():
+            if not set(net.layers) & trained_layers:
+                errors.append(f"  at subspace_match.layer_pairs: 'corresponding' compares layers of the same name, but external "
+                              f"network {net.name!r} ({net.folder}) shares none with model.layers; use 'all' or name its "
+                              "files after the trained layers")

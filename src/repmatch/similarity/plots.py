@@ -90,15 +90,20 @@ def plot_pairs(table: pd.DataFrame, method: str, stem: str | os.PathLike[str]) -
 
 
 def cross_seed_grids(table: pd.DataFrame, method: str) -> list[pd.DataFrame]:
-    """value(x_i, y_j) of every ordered pair of different models (empty with one model)."""
+    """value(x_i, y_j) of every ordered pair of different models (empty with one model).
+
+    Only grids with the first grid's layers are kept: networks with other layers (external
+    activations, issue 13) are not seeds of the same network and cannot be averaged with them.
+    """
     m = get_measure(method)
-    grids = []
+    grids: list[pd.DataFrame] = []
     models = _models(table)
     for x in models:
         for y in models:
             if x != y:
                 g = oriented_grid(table, method, x, y, m.symmetric)
-                if g is not None:
+                if g is not None and (not grids or (list(g.index) == list(grids[0].index)
+                                                    and list(g.columns) == list(grids[0].columns))):
                     grids.append(g)
     return grids
 

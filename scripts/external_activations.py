@@ -1,0 +1,9 @@
+"""Snakemake entry point: import one external network's activations as an activation cache (one probe set)."""
+
+from repmatch.backbone.external import import_stage
+from repmatch.jobs import snakemake_job
+
+with snakemake_job(snakemake) as job:  # noqa: F821
+    s, name = job.settings, job.wildcards.external
+    import_stage(name, s.external_activations.networks[name], job.input.split, job.output[0], job.log, dtype=s.activations.dtype,
+                 subspace_n_probe=s.subspace_match.n_probe, split_seed=s.data.split_seed, probe_set=job.params.probe_set)  # fmt: skip
