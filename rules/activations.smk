@@ -63,7 +63,6 @@ rule external_activations:
     params:
         data=SETTINGS.data.result_params(),
         dtype=SETTINGS.activations.dtype,
-        probe_set="similarity",
     script:
         "../scripts/external_activations.py"
 
@@ -84,6 +83,5 @@ rule external_subspace_activations:
         data=SETTINGS.data.result_params(),
         dtype=SETTINGS.activations.dtype,
         n_probe=SETTINGS.subspace_match.n_probe,
-        probe_set="subspace_match",
     script:
         "../scripts/external_activations.py"
