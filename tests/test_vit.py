@@ -260,3 +260,63 @@ def test_token_and_conv_to_token_stitches_train_and_score(nets, data):
             assert scores[cell]["accuracy"] > 0.2, (name, cell, scores[cell]["accuracy"])  # well above chance (0.1)
         if name == "token->token":  # DM of a layer onto itself is the identity: B's own accuracy
             assert scores[Cell("dm", "block1", "block1")]["accuracy"] == pytest.approx(base["accuracy"], abs=1e-9)
+
+
+# --- similarity: token layers through the conv/token handling switch ---------------------------------
+
+
+def _tokens(n=40, t=17, d=6, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, t, d))
+
+
+def _naive_linear_cka(x, y):
+    """Linear CKA written out: centre columns, ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)."""
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def test_token_modes_against_naive_references():
+    from repmatch.similarity import similarity
+
+    a, b = _tokens(seed=0), _tokens(d=5, seed=1)
+    n, t = a.shape[:2]
+    conv = np.random.default_rng(2).normal(size=(n, 4, 8, 8))
+    naive = {  # token_mode -> (matrix of a, matrix of b) built by hand
+        "mean": (a.mean(1), b.mean(1)),
+        "cls": (a[:, 0], b[:, 0]),
+        "flatten": (a.reshape(n, -1), b.reshape(n, -1)),
+        "per_token": (np.concatenate([a[i] for i in range(n)]), np.concatenate([b[i] for i in range(n)])),
+    }
+    for mode, (xa, xb) in naive.items():
+        got = similarity(a, b, "linear_cka", token_mode=mode)
+        assert got == pytest.approx(_naive_linear_cka(xa, xb), abs=1e-12), mode
+    # follow: the conv_mode's counterpart
+    assert similarity(a, b, "linear_cka", conv_mode="gap") == pytest.approx(_naive_linear_cka(*naive["mean"]), abs=1e-12)
+    assert similarity(a, b, "linear_cka", conv_mode="per_position") == pytest.approx(_naive_linear_cka(*naive["per_token"]), abs=1e-12)
+    assert similarity(a, b, "linear_cka", conv_mode="flatten") == pytest.approx(_naive_linear_cka(*naive["flatten"]), abs=1e-12)
+    # per_token against a conv map: CLS dropped, the 4x4 patch grid against the 8x8 map pooled 2x2, row by row
+    grid_rows = np.concatenate([a[i, 1:] for i in range(n)])  # (n*16, 6), row-major patches
+    pooled = conv.reshape(n, 4, 4, 2, 4, 2).mean(axis=(3, 5))  # (n, C, 4, 4)
+    conv_rows = pooled.transpose(0, 2, 3, 1).reshape(-1, 4)
+    assert similarity(a, conv, "linear_cka", token_mode="per_token") == pytest.approx(_naive_linear_cka(grid_rows, conv_rows), abs=1e-12)
+    # mean / cls against a conv map: the conv side by conv_mode (gap) against a flat partner
+    assert similarity(a, conv, "linear_cka", token_mode="cls") == pytest.approx(
+        _naive_linear_cka(a[:, 0], conv.mean(axis=(2, 3))), abs=1e-12)
+    assert similarity(conv, a, "linear_cka", conv_mode="flatten", token_mode="mean") == pytest.approx(
+        _naive_linear_cka(conv.reshape(n, -1), a.mean(1)), abs=1e-12)
+
+
+def test_token_mode_errors_name_the_problem():
+    from repmatch.similarity import similarity
+    from repmatch.similarity.errors import SimilarityInputError
+
+    no_cls = _tokens(t=16)
+    with pytest.raises(SimilarityInputError, match="no CLS token"):
+        similarity(no_cls, _tokens(), "linear_cka", token_mode="cls")
+    with pytest.raises(SimilarityInputError, match="no square patch grid"):
+        similarity(_tokens(t=11), _tokens(), "linear_cka", token_mode="per_token")
+    with pytest.raises(SimilarityInputError, match="unknown token_mode"):
+        similarity(_tokens(), _tokens(), "linear_cka", token_mode="tokens")
+    # a sequence without a grid still works per token against its own length
+    assert np.isfinite(similarity(_tokens(t=11), _tokens(t=11, seed=3), "linear_cka", token_mode="per_token"))

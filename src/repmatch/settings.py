@@ -92,6 +92,7 @@ class ActivationSettings:
 class SimilaritySettings:
     measures: tuple[str, ...]
     conv_mode: str
+    token_mode: str
     rbf_sigma: float
     svcca_variance: float
     minibatch_size: int

@@ -50,6 +50,7 @@ def pair_stage(
     df = similarity_table(
         acts_a, acts_b, model_a, model_b, settings.measures, conv_mode=settings.conv_mode, device=device,
         params=settings.measure_params, on_degenerate=settings.on_degenerate, dtype=settings.precision,
+        token_mode=settings.token_mode,
     )  # fmt: skip
     point_s = time.perf_counter() - start
     log.info("%s vs %s: %d values (%d NaN) for %s on %s in %.2f s (conv_mode=%s)", model_a, model_b, len(df),
