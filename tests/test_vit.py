@@ -320,3 +320,32 @@ def test_token_mode_errors_name_the_problem():
         similarity(_tokens(), _tokens(), "linear_cka", token_mode="tokens")
     # a sequence without a grid still works per token against its own length
     assert np.isfinite(similarity(_tokens(t=11), _tokens(t=11, seed=3), "linear_cka", token_mode="per_token"))
+
+
+# --- subspace match: every token is a coordinate ---------------------------------------------------
+
+
+def test_subspace_match_on_token_layers():
+    from repmatch.subspace_match.compare import compare_layers
+    from repmatch.subspace_match.sampling import align_spatial, gather_neuron_vectors, n_coordinates, token_maps
+
+    rng = np.random.default_rng(0)
+    a = np.maximum(rng.normal(size=(30, 17, 6)), 0)
+    # same length: coordinate k is (input k // T, token k % T), CLS included, as the naive (n*T, D) rows
+    ta, tb = token_maps(a, a[:, :, ::-1])
+    assert n_coordinates(ta.shape) == 30 * 17
+    coords = np.array([0, 5, 17, 100, 509])
+    np.testing.assert_array_equal(gather_neuron_vectors(ta, coords), a.reshape(-1, 6)[coords])
+    # against a conv map: CLS dropped, the 4x4 patch grid pooled to the coarser grid like a conv map
+    conv = rng.normal(size=(30, 3, 2, 2))
+    ga, gc = align_spatial(*token_maps(a, conv))
+    want = a[:, 1:].reshape(30, 2, 2, 2, 2, 6).mean(axis=(2, 4)).transpose(0, 3, 1, 2)  # 4x4 -> 2x2 block means
+    np.testing.assert_allclose(ga, want, rtol=0, atol=1e-6)
+    assert gc is conv
+    # a planted match: B's tokens hold A's channels reversed and doubled, plus two unrelated channels
+    b = np.concatenate([a[:, :, ::-1] * 2.0, np.maximum(rng.normal(size=(30, 17, 2)), 0)], axis=2)
+    res = compare_layers(a + 0.01 * rng.random(a.shape), b, section_settings("subspace_match", {"eps": [0.1], "n_coords": 300,
+                         "repeats": 2, "chance_permutations": 0}), key="t")  # fmt: skip
+    assert np.mean(res.similarity[0.1]) == pytest.approx(12 / 14)
+    with pytest.raises(ValueError, match="no square patch grid"):
+        token_maps(rng.normal(size=(30, 11, 6)), conv)
