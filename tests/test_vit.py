@@ -349,3 +349,21 @@ def test_subspace_match_on_token_layers():
     assert np.mean(res.similarity[0.1]) == pytest.approx(12 / 14)
     with pytest.raises(ValueError, match="no square patch grid"):
         token_maps(rng.normal(size=(30, 11, 6)), conv)
+
+
+def test_stitch_pair_grid_on_a_vit(nets, data):
+    """The whole pair function (DM, TLM, DM-init TLM, Mahalanobis scores) on a ViT's token layers."""
+    import copy
+
+    from repmatch.stitching import stitch_pair
+    from repmatch.stitching.grid import COLUMNS
+
+    vit = nets[0]
+    train, test = data
+    cfg = section_settings("stitching", {"tlm": {"epochs": 1, "batch_size": 64, "lr": 0.01, "n_train": 300},
+                                         "mahalanobis_class_conditional": True})
+    df = stitch_pair(vit, copy.deepcopy(vit), train, test.subset(np.arange(100)), cfg, ["block1", "block3"], "cpu", ("v0", "v0"))
+    assert list(df.columns) == COLUMNS
+    assert len(df[df["metric"] == "accuracy"]) == 3 * 4 and np.isfinite(df["value"]).all()
+    diag = df[(df["method"] == "dm") & (df["layer_a"] == df["layer_b"]) & (df["metric"] == "relative_accuracy")]
+    np.testing.assert_allclose(diag["value"], 1.0, atol=1e-9)  # DM onto the same layer of the same network is the identity
