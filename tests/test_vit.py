@@ -367,3 +367,15 @@ def test_stitch_pair_grid_on_a_vit(nets, data):
     assert len(df[df["metric"] == "accuracy"]) == 3 * 4 and np.isfinite(df["value"]).all()
     diag = df[(df["method"] == "dm") & (df["layer_a"] == df["layer_b"]) & (df["metric"] == "relative_accuracy")]
     np.testing.assert_allclose(diag["value"], 1.0, atol=1e-9)  # DM onto the same layer of the same network is the identity
+
+
+def test_similarity_bootstrap_on_token_layers_equals_the_pooled_arrays():
+    """The bootstrap sees token layers through the same switch: mean / cls tokens equal pre-pooled (n, D) arrays."""
+    from repmatch.uncertainty.similarity_bootstrap import bootstrap_similarity_grids
+
+    a, b = {"x": _tokens(n=30, seed=0)}, {"y": _tokens(n=30, d=5, seed=1)}
+    for mode, pool in (("mean", lambda t: t.mean(1)), ("cls", lambda t: t[:, 0])):
+        got = bootstrap_similarity_grids(a, b, ["linear_cka"], n_boot=20, seed=3, token_mode=mode)
+        want = bootstrap_similarity_grids({"x": pool(a["x"])}, {"y": pool(b["y"])}, ["linear_cka"], n_boot=20, seed=3)
+        np.testing.assert_allclose(got.replicates["linear_cka"], want.replicates["linear_cka"], rtol=0, atol=1e-12)
+        assert got.path == want.path == "weighted"

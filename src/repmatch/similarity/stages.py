@@ -77,7 +77,7 @@ def add_bootstrap_columns(
     res = bootstrap_similarity_grids(
         acts_a, acts_a if same else acts_b, measures, n_boot=uncertainty.bootstrap, seed=uncertainty.seed,
         conv_mode=settings.conv_mode, params=settings.measure_params, dtype=settings.precision, device=device,
-        same_model=same, reverse=not same,
+        same_model=same, reverse=not same, token_mode=settings.token_mode,
     )  # fmt: skip
     boot = uncertainty_table(res, model_a, model_b, list(acts_a), list(acts_a if same else acts_b), level=uncertainty.level,
                              larger_is_similar={m: get_measure(m).larger_is_similar for m in measures})  # fmt: skip
