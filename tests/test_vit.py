@@ -15,7 +15,8 @@ from repmatch.settings import section_settings
 from repmatch.stitching import Cell, Stitch, StitchShapeError, TLMConfig, evaluate_stitches, fit_direct, layer_shapes, train_stitches
 from repmatch.stitching.direct import GridNormalEquations, pinv_grid
 from repmatch.stitching.grid import build_stitches
-from repmatch.stitching.layer import stitch_inputs, target_rows, token_layout
+from repmatch.kinds import token_layout
+from repmatch.stitching.layer import stitch_inputs, target_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

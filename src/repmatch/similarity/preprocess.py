@@ -32,7 +32,7 @@ because the conv choices do not say what to do with a CLS token:
     The mean over all T tokens (CLS included): D features per sample.
 ``cls``
     The CLS token alone (token 0; an error for a sequence without one, see
-    :func:`repmatch.stitching.layer.token_layout`): D features per sample.
+    :func:`repmatch.kinds.token_layout`): D features per sample.
 ``flatten``
     T*D features per sample.
 ``per_token``
@@ -52,6 +52,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..kinds import token_layout
 from .errors import SimilarityInputError
 
 CONV_MODES = ("gap", "flatten", "per_position", "paper")
@@ -85,17 +86,6 @@ def _spatial(shape: tuple[int, ...]) -> tuple[int, int]:
     raise SimilarityInputError(
         f"activations must be (n, d), (n, T, D) tokens or (n, C, H, W); got shape {tuple(shape)}"
     )
-
-
-def token_layout(n_tokens: int) -> tuple[bool, int | None]:
-    """(has a CLS token, side of the square patch grid or None): the stitching layer's rule, without torch."""
-    import math
-
-    g = math.isqrt(n_tokens)
-    if g * g == n_tokens:
-        return False, g
-    g = math.isqrt(n_tokens - 1)
-    return (True, g) if g * g == n_tokens - 1 else (False, None)
 
 
 def _token_grid(shape: tuple[int, ...]) -> tuple[int, int]:

@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kinds import token_layout
+
 Shape = tuple[int, ...]
 
 
@@ -74,21 +76,6 @@ def is_tokens(shape: Sequence[int]) -> bool:
 def channels(shape: Shape) -> int:
     """The width the affine map acts on: C for flat and conv layers, D for tokens (T, D)."""
     return shape[-1] if is_tokens(shape) else shape[0]
-
-
-def token_layout(n_tokens: int) -> tuple[bool, int | None]:
-    """(has a CLS token, side g of the square patch grid or None) of a sequence of ``n_tokens``.
-
-    A square count is a grid without CLS; a square + 1 is CLS then the grid; anything else has
-    no grid (a plain sequence).
-    """
-    g = math.isqrt(n_tokens)
-    if g * g == n_tokens:
-        return False, g
-    g = math.isqrt(n_tokens - 1)
-    if g * g == n_tokens - 1:
-        return True, g
-    return False, None
 
 
 def spatial(shape: Shape) -> tuple[int, int]:

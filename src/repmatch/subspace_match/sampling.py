@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..kinds import token_layout
+
 
 def token_maps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Token layers (n, T, D) as conv-like maps, so every token is a position (a neuron's coordinate).
@@ -40,8 +42,6 @@ def _column_map(x: np.ndarray) -> np.ndarray:
 def _grid_map(x: np.ndarray) -> np.ndarray:
     if x.ndim != 3:
         return x
-    from ..similarity.preprocess import token_layout
-
     n, t, d = x.shape
     cls, g = token_layout(t)
     if g is None:
