@@ -380,3 +380,32 @@ def test_similarity_bootstrap_on_token_layers_equals_the_pooled_arrays():
         want = bootstrap_similarity_grids({"x": pool(a["x"])}, {"y": pool(b["y"])}, ["linear_cka"], n_boot=20, seed=3)
         np.testing.assert_allclose(got.replicates["linear_cka"], want.replicates["linear_cka"], rtol=0, atol=1e-12)
         assert got.path == want.path == "weighted"
+
+
+def test_vit_config_errors_before_any_job(tmp_path):
+    """Token layers and the OOD detectors do not mix: the config fails at parse time, naming the key."""
+    from repmatch.settings import ConfigError, load_settings
+
+    base = {"seeds": [0, 1], "data": {"name": "mnist5k"}, "model": {"arch": "vit_tiny_test", "layers": ["block0"]},
+            "train": {"epochs": 1}}
+    load_settings(base)  # fine as it is
+    with pytest.raises(ConfigError, match="stitching.detector.enabled"):
+        load_settings({**base, "stitching": {"detector": {"enabled": True}}})
+    with pytest.raises(ConfigError, match="block9"):
+        load_settings({**base, "model": {"arch": "vit_tiny_test", "layers": ["block9"]}})
+
+
+def test_vit_training_is_deterministic(data):
+    """Two runs of the same seed give bitwise-identical ViT weights on CPU (attention written out, AdamW)."""
+    from repmatch.backbone.training import set_determinism, train_model
+
+    train, test = data
+    splits = SimpleNamespace(train=train.subset(np.arange(200)), test=test.subset(np.arange(50)))
+    states = []
+    for _ in range(2):
+        set_determinism(5)
+        net = build_model("vit_tiny_test", 10, 1, 28)
+        train_model(net, splits, section_settings("train", {"epochs": 1, "batch_size": 50, "optimizer": "adamw", "lr": 1e-3}), 5,
+                    "cpu", progress=False)
+        states.append(net.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

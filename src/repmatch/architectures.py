@@ -35,6 +35,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "vit_tiny_test": ("embed", *(f"block{k}" for k in range(4))),
 }
 ARCHITECTURES = tuple(LAYERS)
+#: Architectures whose layers are token sequences (N, T, D) rather than conv maps or vectors.
+TOKEN_ARCHITECTURES = frozenset({"vit_ti", "vit_tiny_test"})
 
 
 def resolve_layers(arch: str, wanted: str | Sequence[str]) -> list[str]:
