@@ -204,7 +204,7 @@ def test_dm_into_a_conv_layer_from_tokens_matches_the_naive_rows():
 @pytest.fixture(scope="module")
 def data(mnist_splits):
     rng = np.random.default_rng(0)
-    train = mnist_splits.train.subset(np.sort(rng.permutation(len(mnist_splits.train))[:600]))
+    train = mnist_splits.train.subset(np.sort(rng.permutation(len(mnist_splits.train))[:1000]))
     test = mnist_splits.test.subset(np.sort(rng.permutation(len(mnist_splits.test))[:200]))
     return train, test
 
@@ -221,16 +221,16 @@ def _train(arch, data, seed, **settings):
 
 @pytest.fixture(scope="module")
 def nets(data):
-    vit, vit_metrics = _train("vit_tiny_test", data, 0, epochs=4, batch_size=32, optimizer="adamw", lr=2e-3, weight_decay=0.05)
-    cnn, _ = _train("smallcnn", data, 0, epochs=2, batch_size=32, lr=0.1)
+    vit, vit_metrics = _train("vit_tiny_test", data, 0, epochs=6, batch_size=32, optimizer="adamw", lr=2e-3, weight_decay=0.05)
+    cnn, _ = _train("smallcnn", data, 0, epochs=3, batch_size=32, lr=0.1)
     return vit, cnn, vit_metrics
 
 
 def test_tiny_vit_trains_with_adamw(nets):
     _, _, metrics = nets
     losses = [h["train_loss"] for h in metrics["history"]]
-    assert len(losses) == 4 and losses[-1] < losses[0]
-    assert metrics["test_accuracy"] > 0.3  # 10 classes: chance is 0.1
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert metrics["test_accuracy"] > 0.4  # 10 classes: chance is 0.1 (0.56 measured: 1,000 digits, 6 epochs)
 
 
 def test_token_and_conv_to_token_stitches_train_and_score(nets, data):
@@ -258,7 +258,7 @@ def test_token_and_conv_to_token_stitches_train_and_score(nets, data):
             assert np.isfinite(list(metrics.values())).all(), (name, cell, metrics)
             assert 0.0 <= metrics["accuracy"] <= 1.0
         for cell in tlm:
-            assert scores[cell]["accuracy"] > 0.2, (name, cell, scores[cell]["accuracy"])  # well above chance (0.1)
+            assert scores[cell]["accuracy"] > 0.3, (name, cell, scores[cell]["accuracy"])  # chance is 0.1; 0.43-0.85 measured
         if name == "token->token":  # DM of a layer onto itself is the identity: B's own accuracy
             assert scores[Cell("dm", "block1", "block1")]["accuracy"] == pytest.approx(base["accuracy"], abs=1e-9)
 
