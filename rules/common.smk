@@ -43,8 +43,8 @@ SENSITIVITY_MODELS = sensitivity_models(MODELS, SETTINGS.sensitivity)
 
 
 wildcard_constraints:
-    model=r"[a-z0-9]+_seed\d+",
-    pair=r"[a-z0-9]+_seed\d+__[a-z0-9]+_seed\d+",
+    model=r"[a-z0-9]+(?:_[a-z0-9]+)*_seed\d+",
+    pair=r"[a-z0-9]+(?:_[a-z0-9]+)*_seed\d+__[a-z0-9]+(?:_[a-z0-9]+)*_seed\d+",
 
 
 def result_params(section, *ignore):
