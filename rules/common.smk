@@ -44,7 +44,8 @@ EXTERNAL_NETWORKS = check_against_split(
     SETTINGS, paths.split(), ["similarity"] + ["subspace_match"] * bool(SUBSPACE_PAIRS)
 )
 EXTERNAL_RE = "|".join(map(re.escape, EXTERNAL_NETWORKS)) or "(?!)"
-_NETWORK_RE = r"[a-z0-9]+_seed\d+" + "".join("|" + re.escape(n) for n in EXTERNAL_NETWORKS)
+_TRAINED_RE = r"[a-z0-9]+(?:_[a-z0-9]+)*_seed\d+"  # repmatch.naming.model_id; external names never end in _seed<N>
+_NETWORK_RE = _TRAINED_RE + "".join("|" + re.escape(n) for n in EXTERNAL_NETWORKS)
 
 # Rules that use a GPU when their job sees one (train, activations, subspace_activations, the
 # *_pair rules, sensitivity_network) request none here: the profiles do (`set-resources: RULE:
@@ -53,7 +54,7 @@ _NETWORK_RE = r"[a-z0-9]+_seed\d+" + "".join("|" + re.escape(n) for n in EXTERNA
 
 
 wildcard_constraints:
-    model=r"[a-z0-9]+_seed\d+",
+    model=_TRAINED_RE,
     pair=rf"(?:{_NETWORK_RE})__(?:{_NETWORK_RE})",
 
 

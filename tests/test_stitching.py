@@ -97,8 +97,8 @@ def test_shape_mismatch_gives_clear_error():
         stitch(torch.zeros(2, 5, 6, 6))
     with pytest.raises(StitchShapeError, match="does not fit a stitch"):
         stitch.set_affine(torch.zeros(8, 5), torch.zeros(8))
-    with pytest.raises(StitchShapeError, match=r"needs \(C,\) or \(C, H, W\)"):
-        Stitch((4, 6), (8,))
+    with pytest.raises(StitchShapeError, match=r"needs \(C,\), \(T, D\) or \(C, H, W\)"):
+        Stitch((4, 6, 6, 2), (8,))
     ne = NormalEquations()
     with pytest.raises(ValueError, match="needs 10 rows"):
         ne.update(torch.zeros(10, 3), {"y": torch.zeros(9, 2)})

@@ -30,8 +30,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "vgg16": _VGG16_LAYERS,
     "vgg16_bn": _VGG16_LAYERS,
     "plain44": _plain_layers(3, 7),
+    # Vision transformers (repmatch.vit): every layer outputs tokens (N, 1 + patches, width), CLS first.
+    "vit_ti": ("embed", *(f"block{k}" for k in range(12))),
+    "vit_tiny_test": ("embed", *(f"block{k}" for k in range(4))),
 }
 ARCHITECTURES = tuple(LAYERS)
+#: Architectures whose layers are token sequences (N, T, D) rather than conv maps or vectors.
+TOKEN_ARCHITECTURES = frozenset({"vit_ti", "vit_tiny_test"})
 
 
 def resolve_layers(arch: str, wanted: str | Sequence[str]) -> list[str]:

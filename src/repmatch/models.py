@@ -222,6 +222,10 @@ def build_model(arch: str, num_classes: int, in_channels: int, image_size: int) 
         return vgg16(in_channels, num_classes, batch_norm=True)
     if arch == "plain44":
         return plain(in_channels, num_classes, (16, 32, 64), 7)
+    if arch in ("vit_ti", "vit_tiny_test"):
+        from .vit import VIT_TI, tiny_test_spec, vit  # here: vit.py imports StitchableNet from this module
+
+        return vit(in_channels, num_classes, image_size, VIT_TI if arch == "vit_ti" else tiny_test_spec(image_size))
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from itertools import combinations_with_replacement
 
-_MODEL_RE = re.compile(r"^(?P<arch>[a-z0-9]+)_seed(?P<seed>\d+)$")
+#: Architecture names may hold single underscores (vgg16_bn, vit_ti); "__" separates the two models of a pair id.
+_MODEL_RE = re.compile(r"^(?P<arch>[a-z0-9]+(?:_[a-z0-9]+)*)_seed(?P<seed>\d+)$")
 
 
 def model_id(arch: str, seed: int) -> str:

@@ -110,6 +110,7 @@ class ActivationSettings:
 class SimilaritySettings:
     measures: tuple[str, ...]
     conv_mode: str
+    token_mode: str
     rbf_sigma: float
     svcca_variance: float
     minibatch_size: int
@@ -493,6 +494,11 @@ def check_semantics(s: Settings) -> None:
             errors.append(f"  at {key}: {err.args[0] if err.args else err}")
 
     attempt("model.layers", lambda: resolve_layers(s.model.arch, s.model.layers))
+    from .architectures import TOKEN_ARCHITECTURES
+
+    if s.stitching.detector.enabled and s.model.arch in TOKEN_ARCHITECTURES:
+        errors.append(f"  at stitching.detector.enabled: the learned OOD detectors classify conv maps and vectors, and "
+                      f"{s.model.arch}'s layers are token sequences; set it to false")
     if s.stitching.layers is not None:
         attempt("stitching.layers", lambda: resolve_layers(s.model.arch, s.stitching.layers))
 

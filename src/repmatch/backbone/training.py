@@ -76,6 +76,8 @@ def _optimizer(model: torch.nn.Module, train: TrainSettings) -> torch.optim.Opti
     lr, wd = train.lr, train.weight_decay
     if train.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+    if train.optimizer == "adamw":  # decoupled weight decay, what ViTs are trained with
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
 
 

@@ -80,6 +80,7 @@ def similarity_grids(
     dtype: str | None = None,
     same_model: bool | None = None,
     reverse: bool = False,
+    token_mode: str | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """All layer grids of two models.
 
@@ -90,9 +91,11 @@ def similarity_grids(
     Degenerate cells are NaN with a :class:`DegenerateWarning`, or raise
     :class:`DegenerateInputError` when ``on_degenerate="error"``. Arguments left ``None``
     (and measure parameters not in ``params``) take the ``similarity`` section's defaults.
+    ``token_mode`` is how token layers (n, T, D) are handled (:mod:`.preprocess`).
     """
     defaults = _defaults()
     conv_mode = defaults.conv_mode if conv_mode is None else conv_mode
+    token_mode = defaults.token_mode if token_mode is None else token_mode
     on_degenerate = defaults.on_degenerate if on_degenerate is None else on_degenerate
     dtype = defaults.precision if dtype is None else dtype
     _check_inputs(acts_a, acts_b, conv_mode, on_degenerate)
@@ -114,7 +117,7 @@ def similarity_grids(
     groups: dict[tuple[View, View], list[tuple[int, int]]] = {}
     for i, sa in enumerate(shapes_a):
         for j, sb in enumerate(shapes_b):
-            groups.setdefault(pair_views(sa, sb, conv_mode), []).append((i, j))
+            groups.setdefault(pair_views(sa, sb, conv_mode, token_mode), []).append((i, j))
 
     cache = _StatsCache(dev, _DTYPES[dtype])
     forward = {m.name: np.full((len(names_a), len(names_b)), np.nan) for m in resolved}
@@ -183,6 +186,7 @@ def similarity_table(
     dtype: str | None = None,
     layer_index_a: Mapping[str, int] | None = None,
     layer_index_b: Mapping[str, int] | None = None,
+    token_mode: str | None = None,
 ) -> pd.DataFrame:
     """Tidy table of every measure on every layer pair of ``model_a`` x ``model_b``.
 
@@ -197,7 +201,7 @@ def similarity_table(
         raise SimilarityInputError(f"model {model_a!r} compared with itself but its two layer lists differ")
     forward, backward = similarity_grids(
         acts_a, acts_a if same else acts_b, measures, conv_mode, device, params, on_degenerate, dtype,
-        same_model=same, reverse=not same,
+        same_model=same, reverse=not same, token_mode=token_mode,
     )
     idx_a = dict(layer_index_a) if layer_index_a is not None else {k: i for i, k in enumerate(acts_a)}
     idx_b = dict(layer_index_b) if layer_index_b is not None else {k: i for i, k in enumerate(acts_b)}
@@ -218,11 +222,12 @@ def _frame(grid: np.ndarray, model_a: str, names_a: list[str], idx_a: Mapping[st
 
 
 def similarity(x: Any, y: Any, measure: str, device: torch.device | str | None = None, conv_mode: str | None = None,
-               **params: Any) -> float:
-    """One measure on one pair of representations ((n, d) or (n, C, H, W) arrays or tensors).
+               token_mode: str | None = None, **params: Any) -> float:
+    """One measure on one pair of representations ((n, d), (n, T, D) or (n, C, H, W) arrays or tensors).
 
     The pure, single-pair entry point; degenerate input raises :class:`DegenerateInputError`.
     Runs through the same engine as the grids, so a grid cell equals the pair value.
     """
-    fwd, _ = similarity_grids({"x": x}, {"y": y}, [measure], conv_mode, device, params, on_degenerate="error")
+    fwd, _ = similarity_grids({"x": x}, {"y": y}, [measure], conv_mode, device, params, on_degenerate="error",
+                              token_mode=token_mode)
     return float(fwd[measure][0, 0])

@@ -50,6 +50,7 @@ def pair_stage(
     df = similarity_table(
         acts_a, acts_b, model_a, model_b, settings.measures, conv_mode=settings.conv_mode, device=device,
         params=settings.measure_params, on_degenerate=settings.on_degenerate, dtype=settings.precision,
+        token_mode=settings.token_mode,
     )  # fmt: skip
     point_s = time.perf_counter() - start
     log.info("%s vs %s: %d values (%d NaN) for %s on %s in %.2f s (conv_mode=%s)", model_a, model_b, len(df),
@@ -76,7 +77,7 @@ def add_bootstrap_columns(
     res = bootstrap_similarity_grids(
         acts_a, acts_a if same else acts_b, measures, n_boot=uncertainty.bootstrap, seed=uncertainty.seed,
         conv_mode=settings.conv_mode, params=settings.measure_params, dtype=settings.precision, device=device,
-        same_model=same, reverse=not same,
+        same_model=same, reverse=not same, token_mode=settings.token_mode,
     )  # fmt: skip
     boot = uncertainty_table(res, model_a, model_b, list(acts_a), list(acts_a if same else acts_b), level=uncertainty.level,
                              larger_is_similar={m: get_measure(m).larger_is_similar for m in measures})  # fmt: skip

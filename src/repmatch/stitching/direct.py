@@ -25,6 +25,8 @@ import torch
 from .layer import (
     Shape,
     as_map,
+    is_tokens,
+    position_key,
     resize_matrix,
     spatial,
     stitch_inputs,
@@ -204,17 +206,18 @@ class GridNormalEquations:
         self.shapes_a, self.shapes_b = dict(shapes_a), dict(shapes_b)
         self.groups: dict[tuple[str, tuple[int, int]], list[str]] = {}
         for la, lb in self.pairs:
-            self.groups.setdefault((la, spatial(self.shapes_b[lb])), []).append(lb)
+            self.groups.setdefault((la, position_key(self.shapes_b[lb])), []).append(lb)
         self.stats = {g: NormalEquations() for g in self.groups}
         self._operators: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def update(self, feats_a: Mapping[str, torch.Tensor], feats_b: Mapping[str, torch.Tensor]) -> None:
         """Add one batch: A's and B's layer outputs on the *same* inputs in the same order."""
         rows_b = {lb: target_rows(feats_b[lb]).to(F64) for lb in self.layers_b}  # once per batch, not per group
-        for (la, size), targets in self.groups.items():
-            ne = self.stats[(la, size)]
-            src = spatial(self.shapes_a[la])
-            if src[0] * src[1] < size[0] * size[1]:
+        for (la, key), targets in self.groups.items():
+            ne = self.stats[(la, key)]
+            src, size = spatial(self.shapes_a[la]), spatial(self.shapes_b[targets[0]])
+            tokens = is_tokens(self.shapes_a[la]) or is_tokens(self.shapes_b[targets[0]])  # rows formed directly
+            if not tokens and src[0] * src[1] < size[0] * size[1]:
                 self._update_upsampled(ne, feats_a[la], {lb: feats_b[lb] for lb in targets}, size)
             else:
                 x = stitch_inputs(feats_a[la], self.shapes_b[targets[0]])
@@ -248,7 +251,7 @@ class GridNormalEquations:
         ne.add_products(a.shape[0] * u.shape[0], sx, 0.5 * (sxx + sxx.T), sy, sxy)
 
     def solve(self, layer_a: str, layer_b: str, ridge: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.stats[(layer_a, spatial(self.shapes_b[layer_b]))].solve(layer_b, ridge)
+        return self.stats[(layer_a, position_key(self.shapes_b[layer_b]))].solve(layer_b, ridge)
 
     @property
     def layers_a(self) -> list[str]:

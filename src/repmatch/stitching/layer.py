@@ -19,6 +19,27 @@ pair of layer kinds:
 
 Resizing and a 1x1 conv commute (interpolation weights sum to one and act per channel), so the
 layer applies the cheaper order: affine map first when it upsamples, resize first otherwise.
+
+Token sequences (N, T, D) (vision transformers, per-sample shape ``(T, D)``) are a third kind.
+Their positions are the T tokens; when T - 1 is a square g^2 (and T is not) the first token is
+a CLS token followed by a g x g patch grid in row-major order, when T is a square there is no
+CLS token (the seed paper's code tells the two apart the same way). The affine map is applied
+to every token (CLS included) and A's activations are moved onto B's positions first:
+
+* token -> token, same T: nothing to move (a linear map with bias on every token).
+* token -> token, other grids: CLS -> CLS, the patch grid resized by the rule above.
+* conv -> token: the H x W map is resized to B's patch grid and flattened to tokens; B's CLS
+  token gets the mean over A's positions (the paper's ``c2t`` option ``pool``: the mapped CLS
+  is the mean of the mapped tokens, since the map is affine).
+* token -> conv: A's CLS token is dropped (the paper's ``t2c`` default ``drop``), the square grid
+  of patch tokens is reshaped to g x g and resized to B's H x W.
+* flat layers are 1x1 grids as before: token -> flat is the mean of the patch tokens, flat ->
+  token broadcasts the vector to every token.
+
+Every one of these moves is linear per channel with weights summing to one, so it commutes with
+the affine map and DM sees it as one row per (sample, B position), as for conv maps. A token
+sequence whose length is not a square (+1) has no grid and can only meet a token layer of the
+same length.
 """
 
 from __future__ import annotations
@@ -30,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kinds import token_layout
+
 Shape = tuple[int, ...]
 
 
@@ -38,25 +61,98 @@ class StitchShapeError(ValueError):
 
 
 def check_layer_shape(shape: Sequence[int], what: str) -> Shape:
-    """A layer output shape without the batch dim: ``(C,)`` (flat) or ``(C, H, W)`` (conv map)."""
+    """A layer output shape without the batch dim: ``(C,)`` (flat), ``(T, D)`` (tokens) or ``(C, H, W)`` (conv map)."""
     shape = tuple(int(s) for s in shape)
-    if len(shape) not in (1, 3) or min(shape) < 1:
-        raise StitchShapeError(f"{what} has per-sample shape {shape}; stitching needs (C,) or (C, H, W)")
+    if len(shape) not in (1, 2, 3) or min(shape) < 1:
+        raise StitchShapeError(f"{what} has per-sample shape {shape}; stitching needs (C,), (T, D) or (C, H, W)")
     return shape
 
 
+def is_tokens(shape: Sequence[int]) -> bool:
+    """Whether a per-sample layer shape is a token sequence (T, D)."""
+    return len(shape) == 2
+
+
+def channels(shape: Shape) -> int:
+    """The width the affine map acts on: C for flat and conv layers, D for tokens (T, D)."""
+    return shape[-1] if is_tokens(shape) else shape[0]
+
+
 def spatial(shape: Shape) -> tuple[int, int]:
-    """Spatial size of a layer shape; flat layers are 1x1 maps."""
-    return (1, 1) if len(shape) == 1 else (shape[1], shape[2])
+    """Spatial size of a layer shape's map view (:func:`as_map`): flat layers are 1x1, T tokens a T x 1 column."""
+    if len(shape) == 1:
+        return (1, 1)
+    if is_tokens(shape):
+        return (shape[0], 1)
+    return (shape[1], shape[2])
+
+
+def position_key(shape: Shape) -> tuple:
+    """A hashable key such that layers with equal keys have the same positions (DM groups by it)."""
+    return ("tokens", shape[0]) if is_tokens(shape) else spatial(shape)
 
 
 def as_map(h: torch.Tensor) -> torch.Tensor:
-    """View a batch of flat vectors (N, C) as (N, C, 1, 1) maps; conv maps pass through."""
+    """The map view: flat vectors (N, C) -> (N, C, 1, 1), tokens (N, T, D) -> (N, D, T, 1); maps pass through.
+
+    Why tokens as a T x 1 column: every per-position operation here (the affine map as a 1x1
+    conv, the per-row view for DM, the Mahalanobis scores) then treats each token as a position.
+    """
     if h.dim() == 2:
         return h[:, :, None, None]
+    if h.dim() == 3:
+        return h.transpose(1, 2)[:, :, :, None]
     if h.dim() == 4:
         return h
-    raise StitchShapeError(f"expected a batch of vectors (N, C) or maps (N, C, H, W), got shape {tuple(h.shape)}")
+    raise StitchShapeError(f"expected a batch of vectors (N, C), tokens (N, T, D) or maps (N, C, H, W), got shape {tuple(h.shape)}")
+
+
+def from_map(y: torch.Tensor, shape: Shape) -> torch.Tensor:
+    """Inverse of :func:`as_map` for a layer of per-sample ``shape`` (the channel count may differ)."""
+    if len(shape) == 1:
+        return y.flatten(1)
+    if is_tokens(shape):
+        return y[:, :, :, 0].transpose(1, 2)
+    return y
+
+
+def _grid_part(x: torch.Tensor, shape: Shape) -> torch.Tensor | None:
+    """The (N, C, h, w) grid of a map view ``x`` of a layer of ``shape``: CLS dropped; None for a plain sequence."""
+    if not is_tokens(shape):
+        return x
+    cls, g = token_layout(shape[0])
+    if g is None:
+        return None
+    return x[:, :, int(cls):, 0].reshape(x.shape[0], x.shape[1], g, g)
+
+
+def move_to(x: torch.Tensor, in_shape: Shape, out_shape: Shape) -> torch.Tensor:
+    """Move the map view ``x`` (N, C, ...) of a layer of ``in_shape`` onto the positions of ``out_shape``.
+
+    Returns the map view of a layer with B's positions and A's C channels (see the module
+    docstring for the rules). Flat and conv layers on both sides: exactly :func:`resize_to`.
+    """
+    if not (is_tokens(in_shape) or is_tokens(out_shape)):
+        return resize_to(x, spatial(out_shape))
+    if is_tokens(in_shape) and is_tokens(out_shape) and in_shape[0] == out_shape[0]:
+        return x
+    grid_in = _grid_part(x, in_shape)
+    if grid_in is None:
+        raise StitchShapeError(
+            f"a sequence of {in_shape[0]} tokens has no square patch grid; it can only be stitched to a token layer of "
+            f"{in_shape[0]} tokens, not to a layer of shape {tuple(out_shape)}"
+        )
+    if not is_tokens(out_shape):
+        return resize_to(grid_in, spatial(out_shape))
+    cls_out, g_out = token_layout(out_shape[0])
+    if g_out is None:
+        raise StitchShapeError(f"a sequence of {out_shape[0]} tokens has no square patch grid; only a token layer of "
+                               f"{out_shape[0]} tokens can be stitched into it, not a layer of shape {tuple(in_shape)}")
+    parts = [resize_to(grid_in, (g_out, g_out)).flatten(2)]  # (N, C, g_out^2)
+    if cls_out:
+        cls_in = is_tokens(in_shape) and token_layout(in_shape[0])[0]
+        parts.insert(0, x[:, :, :1, 0] if cls_in else grid_in.mean(dim=(2, 3))[:, :, None])
+    return torch.cat(parts, dim=2)[:, :, :, None]
 
 
 def resize_to(h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -103,7 +199,9 @@ class Stitch(nn.Module):
         super().__init__()
         self.in_shape = check_layer_shape(in_shape, "the stitch's input layer")
         self.out_shape = check_layer_shape(out_shape, "the stitch's output layer")
-        c_in, c_out = self.in_shape[0], self.out_shape[0]
+        c_in, c_out = channels(self.in_shape), channels(self.out_shape)
+        if is_tokens(self.in_shape) or is_tokens(self.out_shape):
+            move_to(torch.zeros(1, 1, *spatial(self.in_shape)), self.in_shape, self.out_shape)  # impossible pairs fail here
         bound = 1.0 / math.sqrt(c_in)
         self.weight = nn.Parameter(torch.empty(c_out, c_in).uniform_(-bound, bound, generator=generator))
         self.bias = nn.Parameter(torch.empty(c_out).uniform_(-bound, bound, generator=generator))
@@ -129,6 +227,14 @@ class Stitch(nn.Module):
                 f"stitch expects front-half activations of shape (N, {', '.join(map(str, self.in_shape))}), "
                 f"got {tuple(h.shape)}"
             )
+        if is_tokens(self.in_shape) or is_tokens(self.out_shape):
+            x = as_map(h)
+            n_in, n_out = x.shape[-2] * x.shape[-1], math.prod(spatial(self.out_shape))
+            if n_in < n_out:  # map first on the fewer positions, as below
+                y = move_to(affine_map(x, self.weight, self.bias), self.in_shape, self.out_shape)
+            else:
+                y = affine_map(move_to(x, self.in_shape, self.out_shape), self.weight, self.bias)
+            return from_map(y, self.out_shape)
         out_hw = spatial(self.out_shape)
         x = as_map(h)
         if x.shape[-2] * x.shape[-1] < out_hw[0] * out_hw[1]:  # upsampling: map first (fewer positions)
@@ -139,15 +245,18 @@ class Stitch(nn.Module):
 
 
 def stitch_inputs(h: torch.Tensor, out_shape: Shape) -> torch.Tensor:
-    """The matrix DM regresses from: A's activations resized to B's grid, one row per (sample, position).
+    """The matrix DM regresses from: A's activations moved to B's positions, one row per (sample, position).
 
-    Returns (N*H*W, C_in), rows ordered sample-major, matching :func:`target_rows`.
+    Returns (N*P, C_in) with P B's positions (H*W, or T tokens), rows ordered sample-major,
+    matching :func:`target_rows`.
     """
+    if h.dim() == 3 or is_tokens(out_shape):
+        return to_rows(move_to(as_map(h), tuple(h.shape[1:]), out_shape))
     return to_rows(resize_to(h, spatial(out_shape)))
 
 
 def to_rows(h: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) or (N, C) -> (N*H*W, C): one row per (sample, position), the per-pixel view."""
+    """(N, C, H, W), (N, T, D) or (N, C) -> (N*P, C): one row per (sample, position or token), the per-pixel view."""
     h = as_map(h)
     return h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])
 

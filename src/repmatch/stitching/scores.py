@@ -140,7 +140,8 @@ def class_whitener(
     relative to the global mean and ``centres`` (K, k) the whitened class means relative to it,
     so the distance of v to class k is ``||u - centres[k]||^2``.
     """
-    mean, cov, class_means, class_weights = (t.to(F64) for t in (mean, cov, class_means, class_weights))
+    # the class sums are accumulated on the CPU (ClassMoments), the global moments on the job's device
+    mean, cov, class_means, class_weights = (t.to(cov.device, F64) for t in (mean, cov, class_means, class_weights))
     dev = class_means - mean
     within = cov - (dev * class_weights[:, None]).T @ dev
     whiten, shift = gaussian_whitener(mean, 0.5 * (within + within.T), shrinkage)

@@ -12,7 +12,7 @@ import torch
 from ..settings import SubspaceSettings
 from .chance import chance_from_sweep
 from .maximum import check_eps, maximum_match_sweep
-from .sampling import align_spatial, draw_coordinates, gather_neuron_vectors, n_coordinates
+from .sampling import align_spatial, draw_coordinates, gather_neuron_vectors, n_coordinates, token_maps
 from .simple import SimpleMatch, simple_matches_in
 
 
@@ -74,7 +74,7 @@ def compare_layers(
     simple_mode, simple_budget = settings.simple_mode, settings.simple_budget
     chance_permutations, chance_seed = settings.chance_permutations, settings.chance_seed
     dtype = DTYPES[settings.dtype]
-    a, b = align_spatial(acts_a, acts_b)
+    a, b = align_spatial(*token_maps(acts_a, acts_b))
     draws = draw_coordinates(n_coordinates(a.shape), n_coords, repeats, seed, key)
     result = LayerPairResult(
         eps=eps_list, n_coords=len(draws[0]), d_a=int(a.shape[1]), d_b=int(b.shape[1]), simple_eps=simple_eps,

@@ -17,6 +17,37 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..kinds import token_layout
+
+
+def token_maps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Token layers (n, T, D) as conv-like maps, so every token is a position (a neuron's coordinate).
+
+    Two token layers of the same length become (n, D, T, 1): token k of A meets token k of B,
+    the CLS token included. Against any other shape a token layer loses its CLS token and its
+    square patch grid becomes an (n, D, g, g) map, which :func:`align_spatial` then pools like a
+    conv map (the similarity switch's ``per_token`` rule). Other layers pass through untouched.
+    """
+    if a.ndim != 3 and b.ndim != 3:
+        return a, b
+    if a.ndim == b.ndim == 3 and a.shape[1] == b.shape[1]:
+        return _column_map(a), _column_map(b)
+    return _grid_map(a), _grid_map(b)
+
+
+def _column_map(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(x).transpose(0, 2, 1))[..., None]
+
+
+def _grid_map(x: np.ndarray) -> np.ndarray:
+    if x.ndim != 3:
+        return x
+    n, t, d = x.shape
+    cls, g = token_layout(t)
+    if g is None:
+        raise ValueError(f"a sequence of {t} tokens has no square patch grid; it can only be matched to a token layer of {t} tokens")
+    return np.ascontiguousarray(np.asarray(x)[:, int(cls):].transpose(0, 2, 1)).reshape(n, d, g, g)
+
 
 def spatial_shape(shape: Sequence[int]) -> tuple[int, ...]:
     """Positions per input: (H, W) for conv maps, () for flat layers."""
@@ -24,7 +55,7 @@ def spatial_shape(shape: Sequence[int]) -> tuple[int, ...]:
         return ()
     if len(shape) == 4:
         return (int(shape[2]), int(shape[3]))
-    raise ValueError(f"activations must be (n, d) or (n, C, H, W), got shape {tuple(shape)}")
+    raise ValueError(f"activations must be (n, d) or (n, C, H, W) (token layers go through token_maps), got shape {tuple(shape)}")
 
 
 def n_coordinates(shape: Sequence[int]) -> int:

@@ -103,6 +103,7 @@ def bootstrap_similarity_grids(
     reverse: bool = False,
     path: str = "auto",
     chunk: int | None = None,
+    token_mode: str | None = None,
 ) -> BootstrapGrids:
     """Bootstrap replicates of every measure on every layer pair, from ``n_boot`` shared resamples.
 
@@ -123,8 +124,8 @@ def bootstrap_similarity_grids(
     asym = [m.name for m in resolved if reverse and not m.symmetric]
 
     shapes = [tuple(np.shape(v)) for v in list(acts_a.values()) + list(acts_b.values())]
-    views = {pair_views(sa, sb, conv_mode) for sa in shapes for sb in shapes}
-    widths = [_width(s, conv_mode) for s in shapes]
+    views = {pair_views(sa, sb, conv_mode, token_mode) for sa in shapes for sb in shapes}
+    widths = [_width(s, next(iter(views))[0]) for s in shapes]
     weighted_ok = (
         conv_mode in ("gap", "flatten") and len(views) == 1 and set(names) <= WEIGHTED_MEASURES
         and max(widths) <= min(n, MAX_WEIGHTED_WIDTH) and n >= 4
@@ -134,7 +135,7 @@ def bootstrap_similarity_grids(
                                    f"(and <= {MAX_WEIGHTED_WIDTH}), n >= 4 and measures among {sorted(WEIGHTED_MEASURES)}")
     use_weighted = weighted_ok if path == "auto" else path == "weighted"
     if not use_weighted:
-        fwd, bwd = _gather_path(acts_a, acts_b, names, idx, conv_mode, params, dtype, dev, same, reverse)
+        fwd, bwd = _gather_path(acts_a, acts_b, names, idx, conv_mode, params, dtype, dev, same, reverse, token_mode)
         return BootstrapGrids(names, fwd, {k: bwd[k] for k in asym}, idx, seed, "gather")
     view = next(iter(views))[0]
     xa, raw_a = zip(*[_centred(acts_a[k], view, dev, _DTYPES[dtype]) for k in acts_a])
@@ -146,10 +147,13 @@ def bootstrap_similarity_grids(
     return BootstrapGrids(names, fwd, bwd, idx, seed, "weighted")
 
 
-def _width(shape: tuple[int, ...], conv_mode: str) -> int:
-    if len(shape) == 2 or conv_mode != "flatten":
+def _width(shape: tuple[int, ...], view: Any) -> int:
+    """Features per sample of a layer under ``view``: channels (D for tokens), or all of them when flattened."""
+    if len(shape) == 2:
         return int(shape[1])
-    return int(np.prod(shape[1:]))
+    if view.kind == "flat":
+        return int(np.prod(shape[1:]))
+    return int(shape[2]) if len(shape) == 3 else int(shape[1])
 
 
 def _centred(arr: Any, view: Any, dev: torch.device, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,7 +195,7 @@ def _take(arr: Any, rows: np.ndarray) -> Any:
     return np.asarray(arr)[rows]
 
 
-def _gather_path(acts_a, acts_b, names, idx, conv_mode, params, dtype, dev, same, reverse):
+def _gather_path(acts_a, acts_b, names, idx, conv_mode, params, dtype, dev, same, reverse, token_mode=None):
     b = idx.shape[0]
     fwd = {m: np.full((b, len(acts_a), len(acts_b)), np.nan) for m in names}
     bwd = {m: np.full((b, len(acts_b), len(acts_a)), np.nan) for m in names}
@@ -200,7 +204,8 @@ def _gather_path(acts_a, acts_b, names, idx, conv_mode, params, dtype, dev, same
         gb = ga if same else {name: _take(v, rows) for name, v in acts_b.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            f, r = similarity_grids(ga, gb, names, conv_mode, dev, params, "nan", dtype, same_model=same, reverse=reverse)
+            f, r = similarity_grids(ga, gb, names, conv_mode, dev, params, "nan", dtype, same_model=same, reverse=reverse,
+                                    token_mode=token_mode)
         for m in names:
             fwd[m][k] = f[m]
             if m in r:
