@@ -45,7 +45,7 @@ EXTERNAL_NETWORKS = check_against_split(
 )
 EXTERNAL_RE = "|".join(map(re.escape, EXTERNAL_NETWORKS)) or "(?!)"
 _TRAINED_RE = r"[a-z0-9]+(?:_[a-z0-9]+)*_seed\d+"  # repmatch.naming.model_id; external names never end in _seed<N>
-_NETWORK_RE = _TRAINED_RE + "".join("|" + re.escape(n) for n in EXTERNAL_NETWORKS)
+_NETWORK_RE = "|".join([_TRAINED_RE, *map(re.escape, EXTERNAL_NETWORKS)])
 
 # Rules that use a GPU when their job sees one (train, activations, subspace_activations, the
 # *_pair rules, sensitivity_network) request none here: the profiles do (`set-resources: RULE:
