@@ -111,3 +111,15 @@ def test_bad_user_measures_fail_at_parse_time_naming_the_key():
                                        "properties": {k: v for k, v in CKA_PROPS.items() if k != "invariances"}}]))  # fmt: skip
     with pytest.raises(ConfigError, match=r"at similarity.measures: unknown measures \['not_declared'\]"):
         load_settings(_config([], ["linear_cka", "not_declared"]))
+
+
+def test_jobs_register_the_declared_properties_without_importing_the_code():
+    """Light jobs (tables, figures) read settings with check=False: they need larger_is_similar, not the user's code."""
+    spec = {"name": "lazy_cka", "function": "no_such_pkg.measures:cka", "properties": CKA_PROPS}
+    load_settings(_config([spec], ["linear_cka", "lazy_cka"]), check=False)
+    assert MEASURES["lazy_cka"].larger_is_similar
+    x, y, _ = property_inputs()
+    with pytest.raises(ValueError, match=r"similarity measure 'lazy_cka': cannot import module 'no_such_pkg.measures'"):
+        similarity(x, y, "lazy_cka")
+    load_settings(_config([spec | {"function": "byo_factories:linear_cka"}], ["lazy_cka"]), check=False)
+    assert similarity(x, y, "lazy_cka") == pytest.approx(linear_cka(x, y), abs=1e-12)

@@ -315,20 +315,20 @@ def load_settings(source: str | os.PathLike[str] | Mapping[str, Any], check: boo
     config = fill_defaults(coerce(config, schema()), schema())
     validate(config)
     settings = _build(Settings, config)
-    _register_user_measures(settings)  # jobs (check=False) compute them too
+    _register_user_measures(settings, load=check)  # jobs (check=False) use them too; they import the code when computing
     if check:
         check_semantics(settings)
     return settings
 
 
-def _register_user_measures(s: Settings) -> None:
-    """Register ``similarity.user_measures`` (importing the user's functions); a failure names the key."""
+def _register_user_measures(s: Settings, load: bool) -> None:
+    """Register ``similarity.user_measures`` (``load``: importing the user's functions now); a failure names the key."""
     if not s.similarity.user_measures:
         return
     from .similarity.user import register_user_measures
 
     try:
-        register_user_measures(s.similarity.user_measures)
+        register_user_measures(s.similarity.user_measures, load=load)
     except ValueError as err:
         raise ConfigError(f"invalid configuration:\n  at {err}") from err
 

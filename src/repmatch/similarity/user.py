@@ -46,7 +46,8 @@ class UserMeasure(Measure):
 
     @property
     def grid(self) -> Callable[[Any, Any, Any], np.ndarray]:
-        return _pair_grid(self.name, self.function)
+        fn = self.function if self.function is not None else import_object(self.grid_ref, f"similarity measure {self.name!r}")
+        return _pair_grid(self.name, fn)
 
 
 def _matrix(stats: Any) -> np.ndarray:
@@ -73,14 +74,19 @@ def _pair_grid(name: str, fn: Any) -> Callable[[Any, Any, Any], np.ndarray]:
 
 
 def make_user_measure(name: str, function: str | PairFn, properties: Mapping[str, Any], key: str = "similarity.user_measures",
-                      description: str = "") -> UserMeasure:  # fmt: skip
+                      description: str = "", load: bool = True) -> UserMeasure:  # fmt: skip
     """A :class:`UserMeasure` from a function (or its ``"package.module:function"`` name) and its declared properties.
 
     ``properties``: ``symmetric``, ``larger_is_similar``, ``identity_value`` and ``invariances``
     (a subset of :data:`~repmatch.similarity.registry.INVARIANCES`); errors name ``key``.
+    ``load=False`` leaves a named function unimported until the grid is computed: the light
+    table and figure jobs need the declared properties only, not the user's code (nor torch).
     """
-    fn = import_object(function, f"{key}.function") if isinstance(function, str) else function
-    if not callable(fn):
+    if isinstance(function, str):
+        fn = import_object(function, f"{key}.function") if load else None
+    else:
+        fn = function
+    if fn is not None and not callable(fn):
         raise SimilarityInputError(f"{key}.function: {function!r} is not callable")
     missing = [k for k in PROPERTY_KEYS if k not in properties]
     if missing:
@@ -105,15 +111,16 @@ def register_user_measure(measure: UserMeasure) -> UserMeasure:
     return measure
 
 
-def register_user_measures(specs: Iterable[Mapping[str, Any]]) -> list[UserMeasure]:
-    """Register every ``similarity.user_measures`` entry (``name``, ``function``, ``properties``)."""
+def register_user_measures(specs: Iterable[Mapping[str, Any]], load: bool = True) -> list[UserMeasure]:
+    """Register every ``similarity.user_measures`` entry (``name``, ``function``, ``properties``); ``load``:
+    import the functions now (the parse-time check) or when first computed (:func:`make_user_measure`)."""
     out, seen = [], set()
     for k, spec in enumerate(specs):
         key = f"similarity.user_measures[{k}]"
         if spec["name"] in seen:
             raise SimilarityInputError(f"{key}.name: {spec['name']!r} is declared twice")
         seen.add(spec["name"])
-        out.append(register_user_measure(make_user_measure(spec["name"], spec["function"], spec["properties"], key)))
+        out.append(register_user_measure(make_user_measure(spec["name"], spec["function"], spec["properties"], key, load=load)))
     return out
 
 
