@@ -169,3 +169,19 @@ def test_import_verifies_declared_checksums_and_finite_values(tmp_path, splits):
     with pytest.raises(CacheError, match="NaN or Inf"):
         import_stage("ext", folder, split_json, tmp_path / "bad", LOG, **kwargs)
     assert not (tmp_path / "bad").exists()  # nothing half-written
+
+
+def test_imported_token_conv_and_flat_layers_enter_the_similarity_engine(tmp_path, splits):
+    """An external ViT-like network (tokens (N, 17, 8): CLS + 4 x 4 grid) against conv and flat layers."""
+    from repmatch.similarity import similarity_table
+
+    folder = write_external(tmp_path / "vit", splits.test.ids, {"block0": (17, 8), "block1": (17, 8)})
+    other = write_external(tmp_path / "cnn", splits.test.ids, {"conv3": (4, 4, 4), "fc1": (5,)}, seed=1)
+    split_json = tmp_path / "split.json"
+    write_json(splits.record(), split_json)
+    kwargs = dict(subspace_n_probe=None, split_seed=0, probe_set="similarity", dtype="float32")
+    a = ActivationCache(import_stage("vit", folder, split_json, tmp_path / "a", LOG, **kwargs)).load_all()
+    b = ActivationCache(import_stage("cnn", other, split_json, tmp_path / "b", LOG, **kwargs)).load_all()
+    assert a["block0"].shape == (40, 17, 8)
+    df = similarity_table(a, b, "vit", "cnn", ["linear_cka"])
+    assert len(df) == 4 and df["value"].between(0, 1).all()

@@ -594,10 +594,10 @@ def _check_external(s: Settings, errors: list[str]) -> None:
     import re
 
     from .backbone.external import ExternalActivationError, check_networks
-    from .naming import model_id
+    from .backbone.pairs import models
 
     key = "external_activations.networks"
-    trained = {model_id(s.model.arch, seed) for seed in s.seeds}
+    trained = set(models(s))
     for name in s.external_activations.networks:
         if re.search(r"_seed\d+$", name) or name in trained:
             errors.append(f"  at {key}: name {name!r} ends in _seed<N>, which is reserved for the networks trained here")
@@ -609,8 +609,9 @@ def _check_external(s: Settings, errors: list[str]) -> None:
     if s.subspace_match.layer_pairs == "corresponding" and (len(s.seeds) + len(nets) > 1 or s.subspace_match.within_network):
         from .architectures import resolve_layers
 
-        try:
-            trained_layers = set(resolve_layers(s.model.arch, s.model.layers))
+        try:  # a list of layer names as given, or "all" of a built-in architecture
+            trained_layers = set(s.model.layers) if not isinstance(s.model.layers, str) else set(
+                resolve_layers(s.model.arch, s.model.layers))
         except (KeyError, ValueError):
             return  # reported at model.layers
         for net in nets.values():
