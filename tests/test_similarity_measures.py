@@ -327,8 +327,8 @@ def test_shape_errors_name_the_problem(xy):
     x, y = xy
     with pytest.raises(SimilarityInputError, match="sample counts differ"):
         similarity(x, y[:-1], "linear_cka")
-    with pytest.raises(SimilarityInputError, match=r"\(n, d\) or \(n, C, H, W\)"):
-        similarity(x.reshape(N, 2, 4), y, "linear_cka")
+    with pytest.raises(SimilarityInputError, match=r"\(n, d\), \(n, T, D\) tokens or \(n, C, H, W\)"):
+        similarity(x.reshape(N, 2, 2, 2, 1), y, "linear_cka")  # 3-D is a token layer, 5-D is nothing
     with pytest.raises(SimilarityInputError, match="unknown conv_mode"):
         similarity(x, y, "linear_cka", conv_mode="avgpool")
     with pytest.raises(SimilarityInputError, match="unknown measure parameters.*rbf_sigmaa"):
