@@ -1,4 +1,4 @@
-"""Per-layer curves of the sensitivity test (torch-free; not yet wired into a rule).
+"""Figures of the sensitivity test (torch-free): per-layer curves and the sensitivity-specificity summary.
 
 One panel per layer: the functional scores (probe and network accuracy, solid) and every
 index's dissimilarity rank-r vs full (dashed, right axis) against the rank (log2 axis, full rank
@@ -58,4 +58,54 @@ def plot_rank_curves(table: pd.DataFrame, path_stem: str | os.PathLike[str], *, 
     fig.legend(h1 + h2, l1 + l2, loc="lower center", ncol=min(6, len(l1) + len(l2)), fontsize=7, bbox_to_anchor=(0.5, -0.02 - 0.03 * nrow))
     fig.suptitle(f"{model}: functional scores and index dissimilarity vs rank")
     fig.tight_layout()
+    return save_figure(fig, path_stem, formats)
+
+
+FAMILY_STYLE = {"index": ("tab:blue", "o"), "dm": ("tab:red", "s"), "tlm": ("tab:green", "D")}
+KIND_TITLES = {"within": "rank-r front of A vs A (within network)", "cross": "rank-r front of A vs B (other seed)"}
+
+
+def plot_sensitivity_specificity(summary: pd.DataFrame, path_stem: str | os.PathLike[str], *, functional: str = "probe",
+                                 formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Every index, DM and TLM on sensitivity (x) and specificity (y), one panel per pair kind.
+
+    x: mean over units of the Spearman correlation between the method's dissimilarity and the
+    drop in ``functional`` accuracy (``sens_<kind>_<functional>``) with its t interval; y: the
+    specificity Spearman (``spec``) with its Fisher interval. Up and right is better. A method
+    whose correlation is undefined (constant) is listed under the panel, not drawn.
+    """
+    if summary.empty:
+        raise ValueError("cannot draw the sensitivity-specificity figure from an empty summary")
+    kinds = [k for k in ("within", "cross") if summary[f"sens_{k}_{functional}"].notna().any()] or ["within"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6.4 * len(kinds), 5.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        col = f"sens_{kind}_{functional}"
+        missing = []
+        for row in summary.itertuples(index=False):
+            r = row._asdict()
+            x, y = r[col], r["spec"]
+            if not np.isfinite(x):
+                missing.append(r["method"])
+                continue
+            color, marker = FAMILY_STYLE.get(r["family"], ("tab:gray", "o"))
+            y_plot = y if np.isfinite(y) else -1.05
+            xerr = [[x - r[f"{col}_low"]], [r[f"{col}_high"] - x]] if np.isfinite(r[f"{col}_low"]) else None
+            yerr = [[y - r["spec_low"]], [r["spec_high"] - y]] if np.isfinite(y) and np.isfinite(r["spec_low"]) else None
+            ax.errorbar(x, y_plot, xerr=xerr, yerr=yerr, fmt=marker, color=color, ms=6, elinewidth=0.8, capsize=2,
+                        alpha=0.85, mfc=color if np.isfinite(y) else "white")
+            ax.annotate(r["method"], (x, y_plot), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.axhline(0, color="0.7", lw=0.8)
+        ax.axvline(0, color="0.7", lw=0.8)
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_ylim(-1.1, 1.05)
+        ax.set_xlabel(f"sensitivity: Spearman with the {functional}-accuracy drop (mean over networks, t interval)")
+        ax.set_ylabel("specificity: Spearman with |probe acc(A_l) - probe acc(B_l)| (Fisher interval)")
+        ax.set_title(KIND_TITLES[kind], fontsize=10)
+        if missing:
+            ax.text(0.01, 0.01, "undefined (constant): " + ", ".join(missing), transform=ax.transAxes, fontsize=7, va="bottom")
+    handles = [plt.Line2D([], [], color=c, marker=m, ls="", label=f) for f, (c, m) in FAMILY_STYLE.items()]
+    handles.append(plt.Line2D([], [], color="0.3", marker="o", mfc="white", ls="", label="specificity undefined (y = -1.05)"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.01))
+    fig.suptitle("Do the indices track function? sensitivity vs specificity (Ding et al. 2021)")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save_figure(fig, path_stem, formats)
