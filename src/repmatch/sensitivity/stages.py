@@ -16,7 +16,6 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
