@@ -89,8 +89,8 @@ def plot_sensitivity_specificity(summary: pd.DataFrame, path_stem: str | os.Path
                 continue
             color, marker = FAMILY_STYLE.get(r["family"], ("tab:gray", "o"))
             y_plot = y if np.isfinite(y) else -1.05
-            xerr = [[x - r[f"{col}_low"]], [r[f"{col}_high"] - x]] if np.isfinite(r[f"{col}_low"]) else None
-            yerr = [[y - r["spec_low"]], [r["spec_high"] - y]] if np.isfinite(y) and np.isfinite(r["spec_low"]) else None
+            xerr = _err(x, r[f"{col}_low"], r[f"{col}_high"])
+            yerr = _err(y, r["spec_low"], r["spec_high"]) if np.isfinite(y) else None
             ax.errorbar(x, y_plot, xerr=xerr, yerr=yerr, fmt=marker, color=color, ms=6, elinewidth=0.8, capsize=2,
                         alpha=0.85, mfc=color if np.isfinite(y) else "white")
             ax.annotate(r["method"], (x, y_plot), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -109,3 +109,10 @@ def plot_sensitivity_specificity(summary: pd.DataFrame, path_stem: str | os.Path
     fig.suptitle("Do the indices track function? sensitivity vs specificity (Ding et al. 2021)")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return save_figure(fig, path_stem, formats)
+
+
+def _err(v: float, lo: float, hi: float) -> list[list[float]] | None:
+    """Error-bar lengths (never negative: a correlation of exactly +-1 has a rounding-wide interval)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    return [[max(v - lo, 0.0)], [max(hi - v, 0.0)]]
