@@ -91,6 +91,12 @@ def test_dm_from_full_rank_front_is_the_plain_dm_and_recovers_the_rotation():
     bases = fit_bases(net_a, ["f"], x.numpy(), 256, torch.device("cpu"))
     maps = fit_dm_lowrank(net_a, net_b, bases, {"f": [8, 3]}, x.numpy(), 256, 0.0, torch.device("cpu"))
     w, b = maps[("f", 8)]
+    # the one-pass moments give the same basis as the streamed covariance (projectors: signs are arbitrary)
+    from repmatch.sensitivity.front import basis_from_equations, fit_moments
+
+    moment_basis = basis_from_equations(fit_moments(net_a, net_b, ["f"], x.numpy(), 100, torch.device("cpu"))["f"])
+    for r in (1, 3, 8):
+        assert torch.allclose(moment_basis.projector(r), bases["f"].projector(r), atol=1e-8)
     with torch.no_grad():
         w_ref, b_ref = fit_affine(net_a.forward_until(x, "f").double(), net_b.forward_until(x, "f").double())
     assert torch.allclose(w, w_ref, atol=1e-8) and torch.allclose(b, b_ref, atol=1e-8)

@@ -5,8 +5,9 @@ is replaced by its rank-r representation (A's own principal directions, fitted o
 training split, :mod:`.lowrank`) and stitched into B's layer l (full). Both stitchers of the
 seed paper are run from that front:
 
-* **DM**: the closed-form least-squares affine map, fitted on the training split with
-  :class:`repmatch.stitching.direct.NormalEquations`. Why in principal coordinates: the rank-r
+* **DM**: the closed-form least-squares affine map, fitted on the training split from the
+  float64 moments of :class:`repmatch.stitching.direct.NormalEquations` (one pass gives A's
+  basis and every rank's map, :func:`fit_moments`). Why in principal coordinates: the rank-r
   rows span only r of C dimensions, so their covariance is singular and float32 round-off in
   the C - r empty directions is at the pseudo-inverse's cut-off. The map is therefore fitted
   from the r principal coefficients z = V_r^T (x - mu) (full rank, well conditioned) and then
@@ -127,38 +128,65 @@ def fit_bases(net: Any, layers: Sequence[str], x: np.ndarray | torch.Tensor, bat
 
 
 @torch.no_grad()
-def fit_dm_lowrank(net_a: Any, net_b: Any, bases: Mapping[str, LowRankBasis], ranks: Mapping[str, Sequence[int]],
-                   x: np.ndarray | torch.Tensor, batch_size: int, ridge: float,
-                   device: torch.device) -> dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]]:
-    """DM maps from A's rank-r layer l into B's layer l, {(layer, rank): (W (C_B, C_A), b (C_B,))} float64.
+def fit_moments(net_a: Any, net_b: Any, layers: Sequence[str], x: np.ndarray | torch.Tensor, batch_size: int,
+                device: torch.device, need_dm: bool = True) -> dict[str, Any]:
+    """One pass over the training inputs: per layer, the float64 normal equations of B's rows on A's rows.
 
-    One pass over the training inputs; per (layer, rank) the normal equations regress B's rows
-    on the top-r principal coefficients of A's rows (same positions: layer l has one shape in
-    both networks), then the map is rewritten on the rank-r representation (module docstring).
+    Why one pass serves both: A's principal directions come from the input moments (mean and
+    covariance of A's rows) and the DM map from any rank-r front is a function of the same
+    moments and of the cross moments with B's rows (z = V_r^T (x - mu) is linear in x), so
+    neither the basis nor each rank needs a pass of its own. Returns
+    {layer: :class:`repmatch.stitching.direct.NormalEquations`} (target ``"y"`` when ``need_dm``).
     """
     from ..stitching.direct import NormalEquations
 
-    layers = list(ranks)
-    ne = {(layer, r): NormalEquations() for layer in layers for r in ranks[layer]}
+    ne = {layer: NormalEquations() for layer in layers}
     for xb in _batches(x, batch_size, device):
-        fa, fb = net_a.features(xb, layers), net_b.features(xb, layers)
+        fa = net_a.features(xb, layers)
+        fb = fa if net_b is net_a else net_b.features(xb, layers) if need_dm else {}
         for layer in layers:
-            if fa[layer].shape[2:] != fb[layer].shape[2:]:
+            if need_dm and fa[layer].shape[2:] != fb[layer].shape[2:]:
                 raise ValueError(f"layer {layer!r} has spatial shape {tuple(fa[layer].shape[2:])} in A but "
                                  f"{tuple(fb[layer].shape[2:])} in B; the rank-r front needs one shape")
-            basis = bases[layer]
-            rows = channel_rows(fa[layer]).to(torch.float64)
-            z = (rows - basis.mean.to(rows.device)) @ basis.directions.to(rows.device)
-            target = channel_rows(fb[layer])
-            for r in ranks[layer]:
-                ne[(layer, r)].update(z[:, :r], {"y": target})
-    out = {}
-    for (layer, r), eq in ne.items():
-        w_z, b_z = eq.solve("y", ridge)
-        v = bases[layer].directions[:, :r].to(w_z)
-        w = w_z @ v.T
-        out[(layer, r)] = (w, b_z - w @ bases[layer].mean.to(w_z))
-    return out
+            ne[layer].update(channel_rows(fa[layer]), {"y": channel_rows(fb[layer])} if need_dm else {})
+    return ne
+
+
+def basis_from_equations(ne: Any) -> LowRankBasis:
+    """A's low-rank basis from the input moments of :func:`fit_moments` (population covariance)."""
+    return basis_from_moments(*ne.moments(), n_rows=ne.n)
+
+
+def dm_from_equations(ne: Any, basis: LowRankBasis, rank: int, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DM map from the rank-``rank`` front, (W (C_B, C_A), b (C_B,)) float64, from the moments.
+
+    Least squares of B's rows on the top-r principal coefficients z (covariance V_r^T C_xx V_r,
+    cross-covariance V_r^T C_xy, solved by :func:`repmatch.stitching.direct.solve_psd`: the same
+    pseudo-inverse and ridge rule as every DM), rewritten on the rank-r representation
+    (module docstring). z has mean 0 (the basis mean is the input mean), so b_z = mean of B's rows.
+    """
+    from ..stitching.direct import solve_psd
+
+    mean_x, cov_x = ne.moments()
+    mx = ne.sx / ne.n
+    my = ne.sy["y"] / ne.n
+    cross = ne.sxy["y"] / ne.n - torch.outer(mx, my)
+    v = basis.directions[:, :rank].to(cov_x)
+    cov_z = v.T @ cov_x @ v
+    w_z = solve_psd(0.5 * (cov_z + cov_z.T), v.T @ cross, ridge).T
+    w = w_z @ v.T
+    mean_y = my + ne.shift_y["y"]
+    return w, mean_y - w @ basis.mean.to(w)
+
+
+@torch.no_grad()
+def fit_dm_lowrank(net_a: Any, net_b: Any, bases: Mapping[str, LowRankBasis], ranks: Mapping[str, Sequence[int]],
+                   x: np.ndarray | torch.Tensor, batch_size: int, ridge: float,
+                   device: torch.device) -> dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]]:
+    """DM maps from A's rank-r layer l into B's layer l, {(layer, rank): (W (C_B, C_A), b (C_B,))} float64,
+    for given bases (one pass over ``x``; :func:`dm_from_equations`)."""
+    ne = fit_moments(net_a, net_b, list(ranks), x, batch_size, device)
+    return {(layer, r): dm_from_equations(ne[layer], bases[layer], r, ridge) for layer in ranks for r in ranks[layer]}
 
 
 def pair_sensitivity(
@@ -203,7 +231,8 @@ def pair_sensitivity(
     log = log or logging.getLogger("repmatch.sensitivity")
     freeze(net_a).to(device), freeze(net_b).to(device)
     layers = list(layers)
-    bases = fit_bases(net_a, layers, train_x, batch_size, device)
+    moments = fit_moments(net_a, net_b, layers, train_x, batch_size, device, need_dm="dm" in methods)
+    bases = {layer: basis_from_equations(moments[layer]) for layer in layers}
     rank_map = {layer: [int(r) for r in ranks(bases[layer].full_rank)] for layer in layers}
     front = LowRankFront(net_a, bases, rank_map)
     input_shape = tuple(np.shape(train_x)[1:])
@@ -211,10 +240,10 @@ def pair_sensitivity(
     cells = [(layer, r) for layer in layers for r in rank_map[layer]]
     stitches: dict[Any, Stitch] = {}
     if "dm" in methods:
-        maps = fit_dm_lowrank(net_a, net_b, bases, rank_map, train_x, batch_size, dm_ridge, device)
         for layer, r in cells:
             name = front_name(layer, r)
-            stitches[Cell("dm", name, layer)] = Stitch(shapes_a[name], shapes_b[layer]).set_affine(*maps[(layer, r)])
+            dm = dm_from_equations(moments[layer], bases[layer], r, dm_ridge)
+            stitches[Cell("dm", name, layer)] = Stitch(shapes_a[name], shapes_b[layer]).set_affine(*dm)
     if "tlm" in methods:
         gen = torch.Generator().manual_seed(tlm.seed)
         trained = {Cell("tlm", front_name(layer, r), layer): Stitch(shapes_a[front_name(layer, r)], shapes_b[layer], gen)
