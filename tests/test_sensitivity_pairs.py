@@ -289,3 +289,22 @@ def test_pairs_layers_and_settings():
                              stitching={**base["stitching"], "pairs": {"within": "first", "cross": "none"}}))
     with pytest.raises(ConfigError, match="stitch_methods"):
         load_settings(config(sensitivity={"stitch_methods": ["xyz"]}))
+
+
+def test_within_rows_come_from_the_network_tables_when_no_within_pair_ran():
+    from repmatch.sensitivity.aggregate import unit_correlations, within_from_networks
+
+    pairs, networks = _synthetic()
+    cross = pairs[pairs.model_a != pairs.model_b]
+    idx = networks[networks.method == "probe_accuracy"].assign(method="tracks")  # an index equal to the drop
+    nets = pd.concat([networks, idx], ignore_index=True)
+    merged = within_from_networks(cross, nets)
+    within = merged[merged.model_a == merged.model_b]
+    assert set(within.method) == {"tracks"} and len(within) == 3 * 12
+    # a within pair table, when present, wins: no duplicated rows
+    assert len(within_from_networks(pairs, nets)) == len(pairs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        units = unit_correlations(merged, nets)
+    w = units[(units.kind == "within") & (units.scope == "pooled") & (units.functional == "probe_accuracy")]
+    assert len(w) == 3 and np.allclose(w.spearman, 1.0)

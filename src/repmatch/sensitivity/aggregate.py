@@ -1,7 +1,8 @@
 """Sensitivity over seeds with intervals, the specificity test, and the one summary table.
 
 * **Sensitivity per unit** (:func:`unit_correlations`): a unit is one ordered network pair
-  (A, B) of the pair jobs (``within`` when A = B, else ``cross``). For each method (every
+  (A, B) of the pair jobs (``within`` when A = B, else ``cross``); the measures' and DM's
+  within rows come from the network jobs when no within pair job ran (:func:`within_from_networks`). For each method (every
   measure, ``dm_accuracy``, ``dm_repr_diff``, ``tlm_accuracy``, ``tlm_repr_diff``) the rank
   correlation of its ``dissimilarity`` (how much further from B's layer the rank-r front of A's
   layer is than the full-rank one) with the drop of A's functional score at that (layer, rank)
@@ -43,6 +44,25 @@ SANITY_KEYS = {"dm_accuracy": ("stitching", "dm", "accuracy"), "dm_repr_diff": (
 def method_family(method: str) -> str:
     """``dm``, ``tlm`` or ``index`` (a similarity measure)."""
     return method.split("_", 1)[0] if method in STITCH_SCORES else "index"
+
+
+def within_from_networks(pairs: pd.DataFrame, networks: pd.DataFrame) -> pd.DataFrame:
+    """``pairs`` plus A -> A rows taken from the network tables where no within pair job ran them.
+
+    The network job already compares each layer's rank-r with its full representation by every
+    measure and by DM (rank r -> full), which is exactly what a within pair job computes for them
+    (same dissimilarity); only TLM needs the pair job. A within pair table, when present, wins.
+    """
+    have = set(zip(pairs["model_a"][pairs["model_a"] == pairs["model_b"]], pairs["method"][pairs["model_a"] == pairs["model_b"]]))
+    extra = networks[~networks["method"].isin(list(FUNCTIONAL))]
+    extra = extra[[(m, meth) not in have for m, meth in zip(extra["model"], extra["method"])]]
+    if extra.empty:
+        return pairs
+    rows = pd.DataFrame({"model_a": extra["model"], "model_b": extra["model"], "layer": extra["layer"], "index": extra["index"],
+                         "rank": extra["rank"], "full_rank": extra["full_rank"], "variance_kept": extra["variance_kept"],
+                         "method": extra["method"], "value": extra["value"], "distance": np.nan,
+                         "dissimilarity": extra["dissimilarity"], "b_accuracy": np.nan})  # fmt: skip
+    return pd.concat([pairs, rows], ignore_index=True) if len(pairs) else rows
 
 
 def unit_correlations(pairs: pd.DataFrame, networks: pd.DataFrame) -> pd.DataFrame:

@@ -151,7 +151,7 @@ def aggregate_stage(
     """Units, specificity points and the one summary table (CSV), and the sensitivity-specificity figure."""
     from ..io import read_table
     from ..plotting import stem
-    from .aggregate import specificity_points, summary_table, unit_correlations
+    from .aggregate import specificity_points, summary_table, unit_correlations, within_from_networks
     from .correlation import ConstantInputWarning
     from .plots import plot_sensitivity_specificity
 
@@ -159,13 +159,13 @@ def aggregate_stage(
     networks = pd.concat([read_table(p) for p in network_tables], ignore_index=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConstantInputWarning)
-        units = unit_correlations(pairs, networks)
+        units = unit_correlations(within_from_networks(pairs, networks), networks)
     if caught:
         nan = sorted(set(units.loc[units["spearman"].isna(), "method"]))
         log.warning("%d sensitivity correlations are NaN (constant index or score; %s)", len(caught), ", ".join(nan))
     points = specificity_points(pairs, networks)
     sanity = read_table(sanity_specificity) if sanity_specificity else None
-    order = list(dict.fromkeys(pairs["method"]))
+    order = list(dict.fromkeys([*pairs["method"], *units["method"]]))
     summary = summary_table(units, points, level=level, sanity_specificity=sanity, order=order)
     write_table(units, units_csv)
     write_table(points, points_csv)
