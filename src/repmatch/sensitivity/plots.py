@@ -61,8 +61,8 @@ def plot_rank_curves(table: pd.DataFrame, path_stem: str | os.PathLike[str], *, 
     return save_figure(fig, path_stem, formats)
 
 
-FAMILY_STYLE = {"index": ("tab:blue", "o"), "dm": ("tab:red", "s"), "tlm": ("tab:green", "D")}
-KIND_TITLES = {"within": "rank-r front of A vs A (within network)", "cross": "rank-r front of A vs B (other seed)"}
+FAMILY_MARKERS = {"index": "o", "dm": "s", "tlm": "D"}
+KIND_TITLES = {"within": "within a network: A rank r vs A", "cross": "across seeds: A rank r vs B"}
 
 
 def plot_sensitivity_specificity(summary: pd.DataFrame, path_stem: str | os.PathLike[str], *, functional: str = "probe",
@@ -71,13 +71,18 @@ def plot_sensitivity_specificity(summary: pd.DataFrame, path_stem: str | os.Path
 
     x: mean over units of the Spearman correlation between the method's dissimilarity and the
     drop in ``functional`` accuracy (``sens_<kind>_<functional>``) with its t interval; y: the
-    specificity Spearman (``spec``) with its Fisher interval. Up and right is better. A method
-    whose correlation is undefined (constant) is listed under the panel, not drawn.
+    specificity Spearman (``spec``) with its Fisher interval. Up and right is better. One colour
+    per method (legend), one marker per family (circle: index, square: DM, diamond: TLM); a
+    method whose sensitivity is undefined (constant) is listed under the panel, not drawn, and one
+    whose specificity is undefined is drawn hollow at the bottom edge.
     """
     if summary.empty:
         raise ValueError("cannot draw the sensitivity-specificity figure from an empty summary")
     kinds = [k for k in ("within", "cross") if summary[f"sens_{k}_{functional}"].notna().any()] or ["within"]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(6.4 * len(kinds), 5.6), squeeze=False)
+    methods = list(summary["method"])
+    cmap = plt.get_cmap("tab20")
+    colors = {m: cmap(k % 20) for k, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds) + 2.2, 5.0), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
         col = f"sens_{kind}_{functional}"
         missing = []
@@ -87,27 +92,26 @@ def plot_sensitivity_specificity(summary: pd.DataFrame, path_stem: str | os.Path
             if not np.isfinite(x):
                 missing.append(r["method"])
                 continue
-            color, marker = FAMILY_STYLE.get(r["family"], ("tab:gray", "o"))
+            marker = FAMILY_MARKERS.get(r["family"], "o")
             y_plot = y if np.isfinite(y) else -1.05
-            xerr = _err(x, r[f"{col}_low"], r[f"{col}_high"])
-            yerr = _err(y, r["spec_low"], r["spec_high"]) if np.isfinite(y) else None
-            ax.errorbar(x, y_plot, xerr=xerr, yerr=yerr, fmt=marker, color=color, ms=6, elinewidth=0.8, capsize=2,
-                        alpha=0.85, mfc=color if np.isfinite(y) else "white")
-            ax.annotate(r["method"], (x, y_plot), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.errorbar(x, y_plot, xerr=_err(x, r[f"{col}_low"], r[f"{col}_high"]),
+                        yerr=_err(y, r["spec_low"], r["spec_high"]) if np.isfinite(y) else None, fmt=marker,
+                        color=colors[r["method"]], ms=7, elinewidth=0.8, capsize=2, alpha=0.9,
+                        mfc=colors[r["method"]] if np.isfinite(y) else "white")
         ax.axhline(0, color="0.7", lw=0.8)
         ax.axvline(0, color="0.7", lw=0.8)
-        ax.set_xlim(-1.05, 1.05)
-        ax.set_ylim(-1.1, 1.05)
-        ax.set_xlabel(f"sensitivity: Spearman with the {functional}-accuracy drop (mean over networks, t interval)")
-        ax.set_ylabel("specificity: Spearman with |probe acc(A_l) - probe acc(B_l)| (Fisher interval)")
+        ax.set_xlim(-1.1, 1.1)
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_xlabel(f"sensitivity: Spearman with the {functional}-accuracy drop\n(mean over networks / pairs, t interval)")
+        ax.set_ylabel("specificity: Spearman with the probe-accuracy gap\nof corresponding layers across seeds (Fisher interval)")
         ax.set_title(KIND_TITLES[kind], fontsize=10)
         if missing:
-            ax.text(0.01, 0.01, "undefined (constant): " + ", ".join(missing), transform=ax.transAxes, fontsize=7, va="bottom")
-    handles = [plt.Line2D([], [], color=c, marker=m, ls="", label=f) for f, (c, m) in FAMILY_STYLE.items()]
-    handles.append(plt.Line2D([], [], color="0.3", marker="o", mfc="white", ls="", label="specificity undefined (y = -1.05)"))
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.01))
-    fig.suptitle("Do the indices track function? sensitivity vs specificity (Ding et al. 2021)")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+            ax.text(0.01, 0.01, "undefined (constant):\n" + ", ".join(missing), transform=ax.transAxes, fontsize=7, va="bottom")
+    handles = [plt.Line2D([], [], color=colors[m], marker=FAMILY_MARKERS.get(f, "o"), ls="", ms=7, label=m)
+               for m, f in zip(summary["method"], summary["family"])]
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle("Do the indices track function? Sensitivity vs specificity (Ding et al. 2021)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
     return save_figure(fig, path_stem, formats)
 
 
