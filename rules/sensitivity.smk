@@ -26,7 +26,9 @@ rule sensitivity_network:
     params:
         data=SETTINGS.data.result_params(),
         layers=sensitivity_layers(SETTINGS),
-        sensitivity=result_params(SETTINGS.sensitivity, "enabled", "pairs", "layers", "stitch_methods", "tlm_epochs", "tlm_n_train"),
+        sensitivity=result_params(
+            SETTINGS.sensitivity, "enabled", "pairs", "layers", "stitch_methods", "tlm_epochs", "tlm_n_train"
+        ),
         similarity=result_params(SETTINGS.similarity),
         dm_ridge=SETTINGS.stitching.dm.ridge,
         batch_size=SETTINGS.activations.batch_size,
@@ -50,7 +52,16 @@ rule sensitivity_pair:
     params:
         data=SETTINGS.data.result_params(),
         layers=sensitivity_layers(SETTINGS),
-        sensitivity=result_params(SETTINGS.sensitivity, "enabled", "pairs", "layers", "probe_epochs", "probe_lr", "probe_batch_size", "probe_weight_decay"),
+        sensitivity=result_params(
+            SETTINGS.sensitivity,
+            "enabled",
+            "pairs",
+            "layers",
+            "probe_epochs",
+            "probe_lr",
+            "probe_batch_size",
+            "probe_weight_decay",
+        ),
         similarity=result_params(SETTINGS.similarity),
         stitching=result_params(SETTINGS.stitching, "pairs", "layers", "methods", "detector"),
     script:
@@ -63,15 +74,15 @@ rule sensitivity_aggregate:
         networks=[paths.sensitivity_table(m) for m in SENSITIVITY_MODELS],
         sanity=paths.sanity("specificity"),
     output:
-        units=paths.sensitivity_units(),
-        points=paths.sensitivity_specificity_points(),
-        summary=paths.sensitivity_overview(),
         **figure_outputs(
             "sensitivity",
             paths.SENSITIVITY_FIGURE_NAMES,
             "../report/sensitivity.rst",
             "Sensitivity and specificity",
         ),
+        units=paths.sensitivity_units(),
+        points=paths.sensitivity_specificity_points(),
+        summary=paths.sensitivity_overview(),
     log:
         paths.log("sensitivity", "aggregate"),
     conda:
