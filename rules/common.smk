@@ -121,7 +121,7 @@ def final_outputs():
     out += [paths.sanity(name) for name in paths.SANITY_TABLES]
     for m in SENSITIVITY_MODELS:
         out += [paths.sensitivity_table(m), paths.sensitivity_summary(m), *paths.sensitivity_curves(m).values()]
-    if SENSITIVITY_PAIRS:
+    if SENSITIVITY_MODELS:
         out += [paths.sensitivity_pair_table(p) for p in SENSITIVITY_PAIRS]
         out += [paths.sensitivity_units(), paths.sensitivity_specificity_points(), paths.sensitivity_overview()]
         out += paths.figures("sensitivity", paths.SENSITIVITY_FIGURE_NAMES).values()

@@ -155,7 +155,8 @@ def aggregate_stage(
     from .correlation import ConstantInputWarning
     from .plots import plot_sensitivity_specificity
 
-    pairs = pd.concat([read_table(p) for p in pair_tables], ignore_index=True)
+    pairs = (pd.concat([read_table(p) for p in pair_tables], ignore_index=True) if pair_tables
+             else pd.DataFrame(columns=COLUMNS["sensitivity_pair"]))  # no pair jobs: within rows from the network tables
     networks = pd.concat([read_table(p) for p in network_tables], ignore_index=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConstantInputWarning)
