@@ -27,7 +27,7 @@ __getattr__, __all__ = lazy(__name__, {
     "network": ["DM_METHODS", "FUNCTIONAL", "dissimilarity", "layer_sensitivity", "summary_table", "tidy_rows"],
     "front": ["LowRankFront", "basis_from_equations", "dm_from_equations", "fit_bases", "fit_dm_lowrank", "fit_moments",
               "front_name", "pair_sensitivity", "parse_front_name", "tidy_pair_rows"],
-    "aggregate": ["sensitivity_over_units", "specificity_correlations", "specificity_points", "summary_table",
+    "aggregate": ["sensitivity_over_units", "specificity_correlations", "specificity_points",
                   "unit_correlations", "within_from_networks"],
     "pairs": ["sensitivity_layers", "sensitivity_models", "sensitivity_pairs"],
     "plots": ["plot_rank_curves", "plot_sensitivity_specificity"],
