@@ -42,6 +42,7 @@ localrules:
     subspace_aggregate,
     subspace_figures,
     sanity,
+    sensitivity_aggregate,
 
 
 rule all:

@@ -24,7 +24,7 @@ from repmatch.split_check import check_split_file  # noqa: E402
 from repmatch.similarity.pairs import similarity_pairs  # noqa: E402
 from repmatch.stitching.pairs import pair_kinds, stitching_layers, stitching_pairs  # noqa: E402
 from repmatch.subspace_match.pairs import subspace_pairs  # noqa: E402
-from repmatch.sensitivity.pairs import sensitivity_models  # noqa: E402
+from repmatch.sensitivity.pairs import sensitivity_layers, sensitivity_models, sensitivity_pairs  # noqa: E402
 from repmatch.backbone.external import check_against_split  # noqa: E402
 
 SETTINGS = load_settings(config)  # raises ConfigError naming the key
@@ -39,6 +39,7 @@ SIMILARITY_PAIRS = similarity_pairs(NETWORKS)
 STITCHING_PAIRS = stitching_pairs(MODELS, SETTINGS.stitching.pairs)
 SUBSPACE_PAIRS = subspace_pairs(NETWORKS, SETTINGS.subspace_match.within_network)
 SENSITIVITY_MODELS = sensitivity_models(MODELS, SETTINGS.sensitivity)
+SENSITIVITY_PAIRS = sensitivity_pairs(MODELS, SETTINGS.sensitivity)
 # Their sample ids against the probe sets, before any job (names the folder and the first missing id).
 EXTERNAL_NETWORKS = check_against_split(
     SETTINGS, paths.split(), ["similarity"] + ["subspace_match"] * bool(SUBSPACE_PAIRS)
@@ -133,5 +134,9 @@ def final_outputs():
     out += [paths.sanity(name) for name in paths.SANITY_TABLES]
     for m in SENSITIVITY_MODELS:
         out += [paths.sensitivity_table(m), paths.sensitivity_summary(m), *paths.sensitivity_curves(m).values()]
+    if SENSITIVITY_MODELS:
+        out += [paths.sensitivity_pair_table(p) for p in SENSITIVITY_PAIRS]
+        out += [paths.sensitivity_units(), paths.sensitivity_specificity_points(), paths.sensitivity_overview()]
+        out += paths.figures("sensitivity", paths.SENSITIVITY_FIGURE_NAMES).values()
     out += [paths.benchmark_summary()]
     return out

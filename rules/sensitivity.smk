@@ -1,7 +1,10 @@
-# Ding et al.'s sensitivity test (issue 12): per network, each layer's rank-r representation
-# (top-r principal directions fitted on the training split) -> probe and network accuracy, and
-# every index's dissimilarity rank-r vs full; rank correlations per index.
-# Library: repmatch.sensitivity (docs/notes/issue12.md). Off by default (sensitivity.enabled).
+# Ding et al.'s sensitivity and specificity tests (issue 12). Library: repmatch.sensitivity
+# (docs/notes/issue12.md, issue12-final.md). Off by default in the schema (sensitivity.enabled).
+# sensitivity_network: per network, each layer's rank-r representation (top-r principal directions
+# fitted on the training split) -> probe and network accuracy, every index rank-r vs full.
+# sensitivity_pair: per ordered network pair (A = B included), DM and TLM from A's rank-r layer into
+# B's layer, and every index A rank-r vs B full. sensitivity_aggregate: sensitivity over seeds with
+# t intervals, the specificity test, one summary table and the sensitivity-vs-specificity figure.
 
 
 rule sensitivity_network:
@@ -15,15 +18,76 @@ rule sensitivity_network:
         summary=paths.sensitivity_summary("{model}"),
     log:
         paths.log("sensitivity", "{model}"),
+    benchmark:
+        paths.benchmark("sensitivity", "{model}")
     conda:
         "../envs/torch.yaml"
     threads: SETTINGS.sensitivity.threads
     params:
         data=SETTINGS.data.result_params(),
-        layers=SETTINGS.model.layer_names,
-        sensitivity=result_params(SETTINGS.sensitivity, "enabled"),
+        layers=sensitivity_layers(SETTINGS),
+        sensitivity=result_params(
+            SETTINGS.sensitivity, "enabled", "pairs", "layers", "stitch_methods", "tlm_epochs", "tlm_n_train"
+        ),
         similarity=result_params(SETTINGS.similarity),
         dm_ridge=SETTINGS.stitching.dm.ridge,
         batch_size=SETTINGS.activations.batch_size,
     script:
         "../scripts/sensitivity_network.py"
+
+
+rule sensitivity_pair:
+    input:
+        unpack(pair_checkpoints),
+        split=paths.split(),
+    output:
+        paths.sensitivity_pair_table("{pair}"),
+    log:
+        paths.log("sensitivity", "{pair}"),
+    benchmark:
+        paths.benchmark("sensitivity", "{pair}")
+    conda:
+        "../envs/torch.yaml"
+    threads: SETTINGS.sensitivity.threads
+    params:
+        data=SETTINGS.data.result_params(),
+        layers=sensitivity_layers(SETTINGS),
+        sensitivity=result_params(
+            SETTINGS.sensitivity,
+            "enabled",
+            "pairs",
+            "layers",
+            "probe_epochs",
+            "probe_lr",
+            "probe_batch_size",
+            "probe_weight_decay",
+        ),
+        similarity=result_params(SETTINGS.similarity),
+        stitching=result_params(SETTINGS.stitching, "pairs", "layers", "methods", "detector"),
+    script:
+        "../scripts/sensitivity_pair.py"
+
+
+rule sensitivity_aggregate:
+    input:
+        pairs=[paths.sensitivity_pair_table(p) for p in SENSITIVITY_PAIRS],
+        networks=[paths.sensitivity_table(m) for m in SENSITIVITY_MODELS],
+        sanity=paths.sanity("specificity"),
+    output:
+        **figure_outputs(
+            "sensitivity",
+            paths.SENSITIVITY_FIGURE_NAMES,
+            "../report/sensitivity.rst",
+            "Sensitivity and specificity",
+        ),
+        units=paths.sensitivity_units(),
+        points=paths.sensitivity_specificity_points(),
+        summary=paths.sensitivity_overview(),
+    log:
+        paths.log("sensitivity", "aggregate"),
+    conda:
+        "../envs/tables.yaml"
+    params:
+        level=SETTINGS.uncertainty.level,
+    script:
+        "../scripts/sensitivity_aggregate.py"

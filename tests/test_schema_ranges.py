@@ -45,6 +45,7 @@ UNBOUNDED_ABOVE: dict[str, str] = {
     "stitching.tlm.batch_size": _SIZE,
     "stitching.tlm.lr": "a learning rate has no natural ceiling",
     "stitching.tlm.n_train": _SIZE,
+    "sensitivity.tlm_n_train": _SIZE,
     "stitching.max_stack": _SIZE,
     "stitching.tlm.warmup_epochs": _SIZE,
     "stitching.tlm.weight_decay": "a weight decay has no natural ceiling",

@@ -63,7 +63,7 @@ def test_slurm_profile_is_not_loaded_by_default():
 
 
 GPU_RULES = {"train", "activations", "subspace_activations", "similarity_pair", "stitching_pair", "subspace_pair",
-             "sensitivity_network"}
+             "sensitivity_network", "sensitivity_pair"}
 
 
 def test_slurm_profile_settings():

@@ -96,6 +96,29 @@ def sensitivity_curves(model: str) -> dict[str, str]:
     return {f"curves_{fmt}": figure("sensitivity", f"{model}_rank_curves", fmt) for fmt in FIGURE_FORMATS}
 
 
+def sensitivity_pair_table(pair: str) -> str:
+    """One ordered pair's rank-r front of A into B (``repmatch.tables.COLUMNS["sensitivity_pair"]``)."""
+    return _r("sensitivity", "pairs", f"{pair}.parquet")
+
+
+def sensitivity_units() -> str:
+    """Per network pair, method and functional score: the sensitivity correlations (CSV)."""
+    return _r("sensitivity", "units.csv")
+
+
+def sensitivity_specificity_points() -> str:
+    """The specificity test's points: per cross pair, layer and method, distance vs probe-accuracy gap (CSV)."""
+    return _r("sensitivity", "specificity_points.csv")
+
+
+def sensitivity_overview() -> str:
+    """The summary: one row per index / DM / TLM score, sensitivity and specificity with intervals (CSV)."""
+    return _r("sensitivity", "summary.csv")
+
+
+SENSITIVITY_FIGURE_NAMES = ("sensitivity_vs_specificity",)
+
+
 def sanity(name: str) -> str:
     """``more_similar_than_itself``, ``more_similar_summary``, ``specificity`` or ``within_vs_cross`` (every family in one table)."""
     return _r("sanity", f"{name}.csv")

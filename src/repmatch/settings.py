@@ -227,6 +227,12 @@ class UncertaintySettings:
 
 
 @dataclass(frozen=True)
+class SensitivityPairSettings:
+    within: str
+    cross: str
+
+
+@dataclass(frozen=True)
 class SensitivitySettings:
     enabled: bool
     ranks: tuple[int, ...] | None
@@ -236,6 +242,11 @@ class SensitivitySettings:
     probe_weight_decay: float
     measures: tuple[str, ...] | None
     seed: int
+    layers: str | tuple[str, ...] | None
+    pairs: SensitivityPairSettings
+    stitch_methods: tuple[str, ...]
+    tlm_epochs: int | None
+    tlm_n_train: int | None
     threads: int
 
     def ranks_for(self, full_rank: int) -> list[int]:
@@ -544,6 +555,11 @@ def check_semantics(s: Settings) -> None:
         if unknown:
             errors.append(f"  at sensitivity.measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
 
+    if s.sensitivity.layers is not None:
+        attempt("sensitivity.layers", lambda: resolve_layers(s.model.arch, s.sensitivity.layers))
+    if s.sensitivity.enabled and s.sensitivity.pairs.cross != "none" and len(s.seeds) < 2:
+        errors.append(f"  at sensitivity.pairs.cross: {s.sensitivity.pairs.cross!r} needs at least two seeds "
+                      f"(seeds = {list(s.seeds)}); use 'none'")
     if s.stitching.pairs.cross != "none" and len(s.seeds) < 2:
         errors.append(f"  at stitching.pairs.cross: {s.stitching.pairs.cross!r} needs at least two seeds "
                       f"(seeds = {list(s.seeds)}); use 'none'")

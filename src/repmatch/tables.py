@@ -35,6 +35,11 @@ COLUMNS: dict[str, list[str]] = {
     # (probe_accuracy, network_accuracy), DM (dm_accuracy, dm_repr_diff) or a similarity measure;
     # dissimilarity = the drop from full rank (scores, dm_accuracy), or the index as a dissimilarity
     "sensitivity": ["model", "layer", "index", "rank", "full_rank", "variance_kept", "method", "value", "dissimilarity"],
+    # the rank-r front of A's layer into B's same layer (A = B included; issue 12): method = dm_/tlm_accuracy,
+    # dm_/tlm_repr_diff or a measure (B full vs A rank r); distance = the value as a dissimilarity to B
+    # (stitched accuracy: b_accuracy - value); dissimilarity = distance - distance at full rank
+    "sensitivity_pair": ["model_a", "model_b", "layer", "index", "rank", "full_rank", "variance_kept", "method", "value",
+                         "distance", "dissimilarity", "b_accuracy"],
 }  # fmt: skip
 
 

@@ -10,6 +10,9 @@ Modules (pure maths: tensors / arrays in, arrays / small dataclasses out):
   measure), tidy rows and the per-index correlation summary;
 * :mod:`.pairs` (torch-free) — which jobs exist; :mod:`.stages` — the job's I/O;
   :mod:`.plots` (torch-free) — per-layer curves (accuracies and index dissimilarity vs rank).
+* :mod:`.front` — DM and TLM from A's rank-r layer into B's layer (:class:`LowRankFront`, the
+  one-pass moments, :func:`pair_sensitivity`); :mod:`.aggregate` (torch-free) — sensitivity over
+  seeds with t intervals, the specificity test, the one summary table.
 * :mod:`.correlation` — Spearman / Kendall rank correlation of an index's dissimilarity with the
   drop in a functional score, per layer over ranks and pooled; NaN + warning when undefined.
 """
@@ -22,7 +25,11 @@ __getattr__, __all__ = lazy(__name__, {
     "probe": ["LinearProbe", "network_accuracy_lowrank", "pool_features", "pooled_lowrank_features", "train_probe"],
     "correlation": ["CORRELATION_COLUMNS", "ConstantInputWarning", "rank_correlations", "sensitivity_correlations"],
     "network": ["DM_METHODS", "FUNCTIONAL", "dissimilarity", "layer_sensitivity", "summary_table", "tidy_rows"],
-    "pairs": ["sensitivity_models"],
-    "plots": ["plot_rank_curves"],
-    "stages": ["sensitivity_stage"],
+    "front": ["LowRankFront", "basis_from_equations", "dm_from_equations", "fit_bases", "fit_dm_lowrank", "fit_moments",
+              "front_name", "pair_sensitivity", "parse_front_name", "tidy_pair_rows"],
+    "aggregate": ["sensitivity_over_units", "specificity_correlations", "specificity_points",
+                  "unit_correlations", "within_from_networks"],
+    "pairs": ["sensitivity_layers", "sensitivity_models", "sensitivity_pairs"],
+    "plots": ["plot_rank_curves", "plot_sensitivity_specificity"],
+    "stages": ["aggregate_stage", "pair_stage", "sensitivity_stage"],
 })  # fmt: skip

@@ -32,13 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from ..similarity.registry import MEASURES
-from .lowrank import (
-    CovarianceAccumulator,
-    LowRankBasis,
-    basis_from_moments,
-    channel_rows,
-    from_channel_rows,
-)
+from .lowrank import LowRankBasis, channel_rows, from_channel_rows
 from .probe import pool_features, train_probe
 
 FUNCTIONAL = ("probe_accuracy", "network_accuracy")
@@ -89,30 +83,26 @@ def layer_sensitivity(
     """
     from ..similarity.grid import similarity_grids
     from ..stitching.direct import NormalEquations
+    from .front import basis_from_equations, dm_from_equations
 
     net.eval()
     def front(xb):
         return net.forward_until(xb, layer)
 
-    # 1. one pass over the training split: covariance (the basis) and the pooled features
-    acc, pooled_train = CovarianceAccumulator(), []
+    # 1. one pass over the training split: the moments (basis and every rank's DM map rank r -> full,
+    #    :mod:`.front`) and the pooled features
+    acc, pooled_train = NormalEquations(), []
     for xb, _ in _batches(train_x, None, batch_size, device):
         h = front(xb)
-        acc.update(h)
+        rows_h = channel_rows(h)
+        acc.update(rows_h, {"y": rows_h})
         pooled_train.append(pool_features(h).double().cpu())
-    mu, cov = acc.mean_cov()
-    basis = basis_from_moments(mu, cov, n_rows=acc.count)
+    basis = basis_from_equations(acc)
     rs = list(ranks(basis.full_rank))
     ptrain = torch.cat(pooled_train)
     ytr = torch.as_tensor(np.asarray(train_y)).long()
-    # 2. DM rank r -> full: a second training pass (the basis is needed first)
-    ne = {r: NormalEquations() for r in rs}
-    for xb, _ in _batches(train_x, None, batch_size, device):
-        h = front(xb)
-        target = channel_rows(h)
-        for r in rs:
-            ne[r].update(channel_rows(basis.apply(h, r)), {"y": target})
-    dm = {r: ne[r].solve("y", dm_ridge) for r in rs}
+    # 2. DM rank r -> full from the same moments
+    dm = {r: dm_from_equations(acc, basis, r, dm_ridge) for r in rs}
     # 3. one pass over the test split: pooled features, network and DM accuracy, repr_diff
     correct = dict.fromkeys(rs, 0)
     correct_dm = dict.fromkeys(rs, 0)

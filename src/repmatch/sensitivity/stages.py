@@ -1,8 +1,12 @@
-"""The sensitivity stage: the only function ``scripts/sensitivity_network.py`` calls.
+"""The sensitivity stages: the only functions the ``scripts/sensitivity_*.py`` call.
 
-Reads one trained network and the recorded split, runs :func:`.network.layer_sensitivity` for
-each configured layer, and writes the tidy table (``repmatch.tables.COLUMNS["sensitivity"]``)
-and the per-index correlation summary (:func:`.network.summary_table`) atomically.
+* :func:`sensitivity_stage` (one network): :func:`.network.layer_sensitivity` for each tested
+  layer; the tidy table (``COLUMNS["sensitivity"]``), the per-index correlations and the curves.
+* :func:`pair_stage` (one ordered network pair): :func:`.front.pair_sensitivity`, the rank-r front
+  of A into B; the tidy table ``COLUMNS["sensitivity_pair"]``.
+* :func:`aggregate_stage` (CPU): units, specificity points, the summary table and its figure.
+
+Every output is written atomically.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -18,9 +23,9 @@ from ..io import write_table
 from ..settings import (
     DataSettings,
     DMSettings,
-    ModelSettings,
     SensitivitySettings,
     SimilaritySettings,
+    StitchingSettings,
 )
 from ..tables import COLUMNS
 
@@ -28,7 +33,7 @@ PathLike = str | os.PathLike[str]
 
 
 def sensitivity_stage(
-    model: str, data: DataSettings, model_settings: ModelSettings, sensitivity: SensitivitySettings,
+    model: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
     similarity: SimilaritySettings, dm: DMSettings, batch_size: int, device_spec: str, split_json: PathLike,
     checkpoint: PathLike, metrics_json: PathLike, table: PathLike, summary: PathLike, log: logging.Logger,
     curves_stem: PathLike | None = None,
@@ -52,7 +57,7 @@ def sensitivity_stage(
     device = resolve_device(device_spec)
     splits = load_recorded_split(data, split_json)
     net = load_trained(checkpoint, metrics_json, device).eval()
-    layers = select_layers(net, model_settings.layers)
+    layers = select_layers(net, list(layer_names))
     measures = list(similarity.measures if sensitivity.measures is None else sensitivity.measures)
     rows = []
     for layer in layers:
@@ -84,3 +89,92 @@ def sensitivity_stage(
 
         plot_rank_curves(df, curves_stem, model=model)
     return df
+
+
+def _similarity_kwargs(similarity: SimilaritySettings) -> dict:
+    return {"conv_mode": similarity.conv_mode, "params": similarity.measure_params, "on_degenerate": "nan",
+            "dtype": similarity.precision}
+
+
+def pair_stage(
+    model_a: str, model_b: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
+    similarity: SimilaritySettings, stitching: StitchingSettings, device_spec: str, split_json: PathLike,
+    checkpoints: tuple[PathLike, PathLike], metrics: tuple[PathLike, PathLike], table: PathLike, log: logging.Logger,
+) -> pd.DataFrame:  # fmt: skip
+    """One ordered pair: DM and TLM from A's rank-r layers into B's, and every measure; writes ``table``.
+
+    TLM runs ``sensitivity.tlm_epochs`` (null: ``stitching.tlm.epochs``) on ``sensitivity.tlm_n_train``
+    samples (null: ``stitching.tlm.n_train``) with the rest of ``stitching.tlm``; DM uses
+    ``stitching.dm.ridge``; batches are ``stitching.batch_size`` (DM pass, scoring, probe set).
+    """
+    import dataclasses
+
+    import torch
+
+    from ..data import load_recorded_split
+    from ..device import resolve_device
+    from ..models import load_trained, select_layers
+    from ..stitching.task import TLMConfig
+    from .front import pair_sensitivity, tidy_pair_rows
+
+    torch.set_num_threads(sensitivity.threads)
+    device = resolve_device(device_spec)
+    splits = load_recorded_split(data, split_json)
+    net_a = load_trained(checkpoints[0], metrics[0], device).eval()
+    net_b = net_a if model_a == model_b else load_trained(checkpoints[1], metrics[1], device).eval()
+    layers = select_layers(net_a, list(layer_names))
+    tlm = TLMConfig.from_settings(stitching)
+    if sensitivity.tlm_epochs is not None:
+        tlm = dataclasses.replace(tlm, epochs=sensitivity.tlm_epochs)
+    n_train = stitching.tlm.n_train if sensitivity.tlm_n_train is None else sensitivity.tlm_n_train
+    measures = list(similarity.measures if sensitivity.measures is None else sensitivity.measures)
+    start = time.perf_counter()
+    log.info("sensitivity pair %s -> %s on %s: layers %s, stitches %s (TLM %d epochs on %s samples)", model_a, model_b,
+             device, layers, list(sensitivity.stitch_methods), tlm.epochs, n_train or len(splits.train))
+    rows, b_acc = pair_sensitivity(
+        net_a, net_b, layers, train_x=splits.train.x, train_y=splits.train.y, test_x=splits.test.x, test_y=splits.test.y,
+        probe_x=splits.probe.x, ranks=sensitivity.ranks_for, measures=measures, methods=list(sensitivity.stitch_methods),
+        tlm=tlm, tlm_n_train=n_train, dm_ridge=stitching.dm.ridge, batch_size=stitching.batch_size,
+        max_stack=stitching.max_stack, device=device, similarity_kwargs=_similarity_kwargs(similarity), log=log,
+    )  # fmt: skip
+    df = pd.DataFrame(tidy_pair_rows(model_a, model_b, {layer: net_a.index(layer) for layer in layers}, rows, b_acc),
+                      columns=COLUMNS["sensitivity_pair"])
+    write_table(df, table)
+    log.info("%s -> %s: %d rows in %.1f s (model B accuracy %.4f)", model_a, model_b, len(df), time.perf_counter() - start, b_acc)
+    return df
+
+
+def aggregate_stage(
+    pair_tables: Sequence[PathLike], network_tables: Sequence[PathLike], sanity_specificity: PathLike | None, level: float,
+    units_csv: PathLike, points_csv: PathLike, summary_csv: PathLike, figure_png: PathLike, log: logging.Logger,
+) -> pd.DataFrame:  # fmt: skip
+    """Units, specificity points and the one summary table (CSV), and the sensitivity-specificity figure."""
+    from ..io import read_table
+    from ..plotting import stem
+    from .aggregate import specificity_points, summary_table, unit_correlations, within_from_networks
+    from .correlation import ConstantInputWarning
+    from .plots import plot_sensitivity_specificity
+
+    pairs = (pd.concat([read_table(p) for p in pair_tables], ignore_index=True) if pair_tables
+             else pd.DataFrame(columns=COLUMNS["sensitivity_pair"]))  # no pair jobs: within rows from the network tables
+    networks = pd.concat([read_table(p) for p in network_tables], ignore_index=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConstantInputWarning)
+        units = unit_correlations(within_from_networks(pairs, networks), networks)
+    if caught:
+        nan = sorted(set(units.loc[units["spearman"].isna(), "method"]))
+        log.warning("%d sensitivity correlations are NaN (constant index or score; %s)", len(caught), ", ".join(nan))
+    points = specificity_points(pairs, networks)
+    sanity = read_table(sanity_specificity) if sanity_specificity else None
+    order = list(dict.fromkeys([*pairs["method"], *units["method"]]))
+    summary = summary_table(units, points, level=level, sanity_specificity=sanity, order=order)
+    write_table(units, units_csv)
+    write_table(points, points_csv)
+    write_table(summary, summary_csv)
+    for row in summary.itertuples(index=False):
+        log.info("%-20s sensitivity within %.3f [%.3f, %.3f]  cross %.3f [%.3f, %.3f]  specificity %.3f [%.3f, %.3f]",
+                 row.method, row.sens_within_probe, row.sens_within_probe_low, row.sens_within_probe_high,
+                 row.sens_cross_probe, row.sens_cross_probe_low, row.sens_cross_probe_high, row.spec, row.spec_low,
+                 row.spec_high)
+    plot_sensitivity_specificity(summary, stem(figure_png))
+    return summary
