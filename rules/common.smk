@@ -104,6 +104,7 @@ def benchmark_files(wildcards):
     jobs += [("activations", f"{m}.subspace") for m in MODELS]
     jobs += [("similarity", p) for p in SIMILARITY_PAIRS] + [("stitching", p) for p in STITCHING_PAIRS]
     jobs += [("subspace", p) for p in SUBSPACE_PAIRS]
+    jobs += [("sensitivity", m) for m in SENSITIVITY_MODELS] + [("sensitivity", p) for p in SENSITIVITY_PAIRS]
     return {f"{stage}/{name}": paths.benchmark(stage, name) for stage, name in jobs}
 
 
