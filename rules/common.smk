@@ -25,7 +25,7 @@ from repmatch.similarity.pairs import similarity_pairs  # noqa: E402
 from repmatch.stitching.pairs import pair_kinds, stitching_layers, stitching_pairs  # noqa: E402
 from repmatch.subspace_match.pairs import subspace_pairs  # noqa: E402
 from repmatch.sensitivity.pairs import sensitivity_layers, sensitivity_models, sensitivity_pairs  # noqa: E402
-from repmatch.backbone.external import check_against_split  # noqa: E402
+from repmatch.backbone.external_import import check_against_split  # noqa: E402
 
 SETTINGS = load_settings(config)  # raises ConfigError naming the key
 if Path(paths.split()).exists():  # a corrupt split fails here, before Snakemake invalidates what depends on it

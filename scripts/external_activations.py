@@ -1,6 +1,6 @@
 """Snakemake entry point: import one external network's activations as an activation cache (one probe set)."""
 
-from repmatch.backbone.external import import_stage
+from repmatch.backbone.external_import import import_stage
 from repmatch.jobs import snakemake_job
 
 with snakemake_job(snakemake) as job:  # noqa: F821

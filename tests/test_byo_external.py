@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 
 from repmatch.backbone.activations import ActivationCache
-from repmatch.backbone.external import (
-    ExternalActivationError,
-    check_against_split,
-    check_networks,
-    import_stage,
-    probe_sets,
-    read_external,
-)
+from repmatch.backbone.external import ExternalActivationError, check_networks, read_external
+from repmatch.backbone.external_import import check_against_split, import_stage, probe_sets
 from repmatch.data import load_splits
 from repmatch.io import write_json
 from repmatch.logs import job_logger

@@ -13,7 +13,8 @@ from byo_factories import linear_cka, mean_cosine
 from repmatch.settings import ConfigError, load_settings
 from repmatch.similarity import MEASURES, MeasurePropertyError, check_measure, similarity, similarity_grids
 from repmatch.similarity.registry import Measure
-from repmatch.similarity.user import make_user_measure, property_inputs, register_user_measure
+from repmatch.similarity.measure_checks import property_inputs
+from repmatch.similarity.user import make_user_measure, register_user_measure
 
 MINIMAL = {"seeds": [0, 1], "data": {"name": "mnist5k"}, "model": {"arch": "smallcnn"}, "train": {"epochs": 1}}
 CKA_PROPS = {"symmetric": True, "larger_is_similar": True, "identity_value": 1.0,

@@ -35,6 +35,7 @@ def test_moving_data_root_reruns_nothing(tmp_path):
         "train": {"epochs": 1, "batch_size": 64},
         "similarity": {"measures": ["linear_cka"]},
         "stitching": {"pairs": {"within": "none", "cross": "none"}},
+        "sensitivity": {"enabled": False},
     }  # fmt: skip
     (wd / "fake.yaml").write_text(yaml.safe_dump(cfg))
     run_snakemake(wd, "--cores", "2", "--configfile", "fake.yaml")

@@ -15,5 +15,6 @@ __getattr__, __all__ = lazy(__name__, {
     "grid": ["TABLE_COLUMNS", "similarity", "similarity_grids", "similarity_table"],
     "preprocess": ["CONV_MODES"],
     "registry": ["INVARIANCES", "MEASURES", "Measure", "check_measures", "get_measure", "register"],
-    "user": ["MeasurePropertyError", "UserMeasure", "check_measure", "make_user_measure", "register_user_measure"],
+    "measure_checks": ["check_measure"],
+    "user": ["MeasurePropertyError", "UserMeasure", "make_user_measure", "register_user_measure"],
 })  # fmt: skip
