@@ -36,6 +36,7 @@ def _config(root: Path, external: Path) -> dict:
         "stitching": {"pairs": {"within": "first", "cross": "none"}, "methods": ["dm"], "layers": ["conv3", "fc1"],
                       "dm": {"k": 10}},
         "external_activations": {"networks": {"ext": str(external)}},
+        "sensitivity": {"enabled": False},
     }  # fmt: skip
 
 
