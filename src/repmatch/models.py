@@ -256,6 +256,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
     """
     ckpt = load_torch(path, expected_sha256, map_location=device)
     meta = ckpt["meta"]
+    if "factory" in meta:  # a network from the user's code (repmatch.networks), imported by the import_network job
+        from .networks import from_meta
+
+        return from_meta(meta, ckpt["state_dict"]).to(device).eval()
     model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"], meta["image_size"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval()
