@@ -211,3 +211,19 @@ def test_stitched_net_with_a_torchvision_resnet(small):
     assert stitch.weight_grad_norm() > 0 if hasattr(stitch, "weight_grad_norm") else any(
         p.grad is not None and p.grad.abs().sum() > 0 for p in stitch.parameters())
     assert all(p.grad is None for p in b.parameters())
+
+
+def test_stitch_modules_one_call(small):
+    """Two different user modules, stitched at named layers without Snakemake: one row per cell, method and metric."""
+    from repmatch.hooked import stitch_modules
+
+    torch.manual_seed(0)
+    a, b = Residual(), build_model("smallcnn", 10, 1, 28)
+    a.head[-1] = nn.Linear(4, 10)
+    train, test = small
+    table = stitch_modules(a, ["stem", "inner"], b, {"c2": "blocks.conv2", "c4": "blocks.conv4"}, (train.x[:200], train.y[:200]),
+                           (test.x[:100], test.y[:100]), methods=["dm", "tlm"], tlm={"epochs": 1}, detector={"enabled": False})
+    acc = table[table.metric == "accuracy"]
+    assert len(acc) == 2 * 2 * 2
+    assert set(acc.layer_a) == {"stem", "inner"} and set(acc.layer_b) == {"c2", "c4"}
+    assert set(acc.index_b) == {0, 1} and acc.value.between(0, 1).all()
