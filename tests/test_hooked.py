@@ -227,3 +227,27 @@ def test_stitch_modules_one_call(small):
     assert len(acc) == 2 * 2 * 2
     assert set(acc.layer_a) == {"stem", "inner"} and set(acc.layer_b) == {"c2", "c4"}
     assert set(acc.index_b) == {0, 1} and acc.value.between(0, 1).all()
+
+
+def test_sensitivity_through_hooks_matches_the_sequential_net():
+    """The low-rank sensitivity of a layer (front, rank cut, back half) is the same through hooks."""
+    from repmatch.sensitivity.lowrank import halving_ranks
+    from repmatch.sensitivity.network import layer_sensitivity
+
+    torch.manual_seed(3)
+    net = build_model("smallcnn", 10, 1, 28).eval()
+    x = torch.randn(120, 1, 28, 28)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    kw = dict(train_x=x[:80], train_y=y[:80], test_x=x[80:], test_y=y[80:], probe_x=x[80:], ranks=halving_ranks,
+              measures=["linear_cka"], n_classes=10, probe_epochs=1, probe_lr=0.05, probe_batch_size=32,
+              probe_weight_decay=0.0, seed=0, dm_ridge=0.0, batch_size=40, device=torch.device("cpu"))
+    _, plain = layer_sensitivity(net, "conv4", **kw)
+    _, hooked = layer_sensitivity(_hooked(net), "conv4", **kw)
+    assert len(plain) == len(hooked) > 0
+    for p, h in zip(plain, hooked):
+        assert (p["rank"], p["method"]) == (h["rank"], h["method"])
+        if p["method"] in ("network_accuracy", "dm_accuracy"):
+            assert p["value"] == h["value"], p
+        else:
+            assert p["value"] == pytest.approx(h["value"], rel=1e-6, abs=1e-9), p
