@@ -90,16 +90,20 @@ class Residual(nn.Module):
 def test_skip_connection_uses_the_real_input_and_captures_survive_inplace_ops():
     torch.manual_seed(2)
     net = Residual().eval()
-    hooked = HookedNet(net, ["stem", "inner"])
+    hooked = HookedNet(net, ["stem", "inner", "head"])
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         s = net.stem(x)
         inner = net.inner(s)
-        feats = hooked.features(x, ["stem", "inner"])
+        assert (inner < 0).any()
+        feats = hooked.features(x, ["stem", "inner", "head"])
         assert torch.equal(feats["stem"], s) and torch.equal(feats["inner"], inner)  # not changed by act(inplace)
+        assert torch.equal(feats["head"], net(x))
         h = torch.randn_like(inner)
         want = net.head(torch.relu(h) + s)  # the skip branch carries x's own stem output
-        assert torch.equal(hooked.forward_from(h.clone(), "inner", x), want)
+        before = h.clone()
+        assert torch.equal(hooked.forward_from(h, "inner", x), want)
+        assert torch.equal(h, before)  # the in-place ReLU after the replaced layer did not touch the caller's tensor
 
 
 def test_unknown_module_name_lists_the_nearest():

@@ -166,7 +166,7 @@ class HookedNet(nn.Module):
             value = _tensor_output(path, output)
             if value.shape != h.shape:
                 raise HookError(f"layer {name!r} ({path}) outputs shape {tuple(value.shape)}; the replacement has {tuple(h.shape)}")
-            return h.to(value.dtype)
+            return h.to(value.dtype, copy=True)  # a copy: a later in-place op (ReLU(inplace=True)) must not change h
 
         handle = self._target(name).register_forward_hook(hook)
         try:
