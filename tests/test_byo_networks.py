@@ -198,7 +198,9 @@ def _workflow(tmp_path, model_fn, make, wrap=False):
     files = _write_checkpoints(wd / "nets", make, wrap=wrap)
     rel = [f"nets/{f.rsplit('/', 1)[-1]}" for f in files]
     cfg = _config(model_fn(rel))
-    cfg["subspace_match"]["n_coords"] = 500  # the pipeline's path, not the subspace match's cost, is under test
+    # the pipeline's path through user networks is under test, not the cost of its optional extras
+    cfg["subspace_match"].update(n_coords=500, chance_permutations=0)
+    cfg["stitching"]["detector"] = {"enabled": False}
     (wd / "byo.yaml").write_text(yaml.safe_dump(cfg))
     return wd, cfg
 
