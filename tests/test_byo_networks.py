@@ -199,7 +199,7 @@ def _workflow(tmp_path, model_fn, make, wrap=False):
     rel = [f"nets/{f.rsplit('/', 1)[-1]}" for f in files]
     cfg = _config(model_fn(rel))
     # the pipeline's path through user networks is under test, not the cost of its optional extras
-    cfg["subspace_match"].update(n_coords=500, chance_permutations=0)
+    cfg["subspace_match"].update(n_coords=300, chance_permutations=0, simple_eps=None)
     cfg["stitching"]["detector"] = {"enabled": False}
     (wd / "byo.yaml").write_text(yaml.safe_dump(cfg))
     return wd, cfg
