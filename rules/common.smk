@@ -18,7 +18,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("P
 
 from repmatch import paths  # noqa: E402
 from repmatch.backbone.pairs import models  # noqa: E402
-from repmatch.naming import parse_pair_id  # noqa: E402
+from repmatch.naming import parse_model_id, parse_pair_id  # noqa: E402
 from repmatch.settings import load_settings  # noqa: E402
 from repmatch.split_check import check_split_file  # noqa: E402
 from repmatch.similarity.pairs import similarity_pairs  # noqa: E402
@@ -65,6 +65,12 @@ def result_params(section, *ignore):
     params = {k: v for k, v in dataclasses.asdict(section).items() if k not in ("threads", *ignore)}
     # Keys added by issue 13 that are empty unless used: left out then, so adding them reran nothing.
     return {k: v for k, v in params.items() if not (k in ("user_measures",) and not v)}
+
+
+def network_source(wildcards):
+    """The user's weights file of a factory network (``model.checkpoints[k]`` is seed ``seeds[k]``)."""
+    _, seed = parse_model_id(wildcards.model)
+    return SETTINGS.model.checkpoint_for(seed, SETTINGS.seeds)
 
 
 def pair_activations(wildcards):

@@ -1,4 +1,31 @@
 # Stage 2: one deterministic training job per (architecture, seed), and the training summary.
+# Networks from the user's code (model.factory + model.checkpoints) are not trained: one light
+# import_network job per checkpoint file measures their accuracy and writes the same checkpoint
+# + metrics, so every rule downstream is the same.
+
+
+if SETTINGS.model.external:
+
+    rule import_network:
+        input:
+            split=paths.split(),
+            source=network_source,
+        output:
+            checkpoint=paths.checkpoint("{model}"),
+            metrics=paths.metrics("{model}"),
+        log:
+            paths.log("train", "{model}"),
+        benchmark:
+            paths.benchmark("train", "{model}")
+        conda:
+            "../envs/torch.yaml"
+        params:
+            data=SETTINGS.data.result_params(),
+            model=result_params(SETTINGS.model),
+        script:
+            "../scripts/import_network.py"
+
+    ruleorder: import_network > train
 
 
 rule train:

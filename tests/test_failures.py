@@ -5,6 +5,7 @@ corrupt split.json is refused naming the file."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -103,7 +104,7 @@ def test_a_bad_layer_in_the_real_activations_stage_leaves_its_traceback_in_the_l
     log_file = tmp_path / "logs" / "activations" / "smallcnn_seed0.log"
     # the settings loader refuses this layer list at parse time; the stage itself must fail clearly too
     model = section_settings("model", {"arch": "smallcnn"})
-    model = type(model)(arch="smallcnn", layers=("conv1", "nosuchlayer"))
+    model = dataclasses.replace(model, layers=("conv1", "nosuchlayer"))
     with pytest.raises(KeyError), job_log("activations", log_file) as log:
         activations_stage(
             "smallcnn_seed0", data, model, section_settings("activations", {"batch_size": 50}), "cpu",

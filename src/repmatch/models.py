@@ -51,8 +51,13 @@ class StitchableNet(nn.Module):
                 return x
         raise AssertionError("unreachable")
 
-    def forward_from(self, h: torch.Tensor, name: str) -> torch.Tensor:
-        """Back half: the blocks after ``name``, then the head, applied to ``h`` (layer ``name``'s output)."""
+    def forward_from(self, h: torch.Tensor, name: str, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Back half: the blocks after ``name``, then the head, applied to ``h`` (layer ``name``'s output).
+
+        ``x`` (the network's input) is ignored: a sequence of blocks needs only ``h``. It is part of
+        the interface because :class:`repmatch.hooked.HookedNet` replaces a layer inside a full
+        forward pass and needs the input for it.
+        """
         start = self.index(name) + 1
         for block in list(self.blocks.values())[start:]:
             h = block(h)
@@ -255,6 +260,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expect
     """
     ckpt = load_torch(path, expected_sha256, map_location=device)
     meta = ckpt["meta"]
+    if "factory" in meta:  # a network from the user's code (repmatch.networks), imported by the import_network job
+        from .networks import from_meta
+
+        return from_meta(meta, ckpt["state_dict"]).to(device).eval()
     model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"], meta["image_size"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval()

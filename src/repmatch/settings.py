@@ -78,15 +78,61 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    arch: str
+    arch: str | None
+    factory: str | None
+    kwargs: dict[str, Any]
+    checkpoints: tuple[str, ...] | None
+    name: str | None
+    input_channels: int | None
     layers: str | tuple[str, ...]
 
     @property
+    def external(self) -> bool:
+        """Networks from the user's factory and checkpoint files: imported and evaluated, not trained."""
+        return self.factory is not None
+
+    @property
+    def prefix(self) -> str:
+        """The model ids' prefix (``<prefix>_seed<k>``): ``name``, else ``arch``, else the factory's function name."""
+        from .networks import factory_name
+
+        if self.name is not None:
+            return self.name
+        if self.arch is not None:
+            return self.arch
+        assert self.factory is not None, "model: arch or factory (check_semantics)"
+        return factory_name(self.factory)
+
+    @property
     def layer_names(self) -> list[str]:
-        """The configured layers resolved for the architecture, in network order."""
+        """The configured layers, in network order: resolved for a built-in architecture, as listed for a factory."""
         from .architectures import resolve_layers
 
-        return resolve_layers(self.arch, self.layers)
+        if self.arch is not None:
+            return resolve_layers(self.arch, self.layers)
+        if isinstance(self.layers, str):
+            raise KeyError("a factory network needs its layers listed (module paths), not 'all'")
+        return list(self.layers)
+
+    def resolve(self, wanted: str | typing.Sequence[str]) -> list[str]:
+        """A layer choice (``all`` or names) among the configured layers, in network order."""
+        from .architectures import resolve_layers
+
+        if self.arch is not None:
+            return resolve_layers(self.arch, wanted)
+        names = self.layer_names
+        if isinstance(wanted, str) and wanted == "all":
+            return names
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise KeyError(f"layers {unknown} are not in model.layers {names}")
+        return [n for n in names if n in set(wanted)]
+
+    def checkpoint_for(self, seed: int, seeds: typing.Sequence[int]) -> str:
+        """The weights file of the network of ``seed`` (``checkpoints[k]`` belongs to ``seeds[k]``)."""
+        assert self.checkpoints is not None
+        return self.checkpoints[list(seeds).index(seed)]
 
 
 @dataclass(frozen=True)
@@ -504,14 +550,38 @@ def check_semantics(s: Settings) -> None:
         except (KeyError, ValueError) as err:
             errors.append(f"  at {key}: {err.args[0] if err.args else err}")
 
-    attempt("model.layers", lambda: resolve_layers(s.model.arch, s.model.layers))
-    from .architectures import TOKEN_ARCHITECTURES
+    m = s.model
+    if (m.arch is None) == (m.factory is None):
+        errors.append("  at model: give exactly one of model.arch (a built-in architecture, trained here) and model.factory "
+                      "(your network, with model.checkpoints); beside a factory set arch: null (config.yaml sets arch, "
+                      "and --configfile merges into it)")
+    elif m.arch is not None:
+        for key in ("checkpoints", "input_channels"):
+            if getattr(m, key) is not None:
+                errors.append(f"  at model.{key}: only for a factory network; model.arch networks are built and trained here")
+        if m.kwargs:
+            errors.append("  at model.kwargs: only for a factory network (model.arch builds the architecture for the data)")
+        attempt("model.layers", lambda: resolve_layers(m.arch, m.layers))
+        if s.stitching.layers is not None:
+            attempt("stitching.layers", lambda: resolve_layers(m.arch, s.stitching.layers))
+        from .architectures import TOKEN_ARCHITECTURES
 
-    if s.stitching.detector.enabled and s.model.arch in TOKEN_ARCHITECTURES:
-        errors.append(f"  at stitching.detector.enabled: the learned OOD detectors classify conv maps and vectors, and "
-                      f"{s.model.arch}'s layers are token sequences; set it to false")
-    if s.stitching.layers is not None:
-        attempt("stitching.layers", lambda: resolve_layers(s.model.arch, s.stitching.layers))
+        if s.stitching.detector.enabled and m.arch in TOKEN_ARCHITECTURES:
+            errors.append(f"  at stitching.detector.enabled: the learned OOD detectors classify conv maps and vectors, and "
+                          f"{m.arch}'s layers are token sequences; set it to false")
+    elif m.checkpoints is None:
+        errors.append("  at model.checkpoints: a factory network is not trained by the pipeline; list its weights files, "
+                      "one per seed (or use model.arch for a built-in architecture)")
+    elif len(m.checkpoints) != len(s.seeds):
+        errors.append(f"  at model.checkpoints: {len(m.checkpoints)} files for {len(s.seeds)} seeds {list(s.seeds)}; "
+                      "checkpoints[k] is the network of seeds[k]")
+    else:
+        from .networks import check_network
+
+        lists = {"model.layers": m.layers} if not isinstance(m.layers, str) else {}
+        if isinstance(s.stitching.layers, tuple):
+            lists["stitching.layers"] = s.stitching.layers
+        errors += check_network(m, s.data.name, lists)
 
     if s.data.factory is not None and s.data.name != "factory":
         errors.append(f"  at data.factory: set, but data.name is {s.data.name!r}; the factory is read only with "

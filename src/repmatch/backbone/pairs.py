@@ -8,4 +8,4 @@ from ..settings import Settings
 
 def models(settings: Settings) -> list[str]:
     """The ids of the experiment's networks, in the config's seed order."""
-    return [model_id(settings.model.arch, seed) for seed in settings.seeds]
+    return [model_id(settings.model.prefix, seed) for seed in settings.seeds]

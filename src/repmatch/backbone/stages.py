@@ -67,6 +67,46 @@ def train_stage(
     return metrics
 
 
+def import_stage(
+    model: str, data: DataSettings, model_settings: ModelSettings, device_spec: str, split_json: PathLike, source: PathLike,
+    checkpoint: PathLike, metrics_json: PathLike, log: logging.Logger,
+) -> dict[str, Any]:  # fmt: skip
+    """Bring one network from the user's factory and weights file into the pipeline: measure its
+    accuracy and write the same checkpoint + metrics a train job writes (the checkpoint records
+    the factory, kwargs and layers; its sha256 goes into the metrics for later loads to verify)."""
+    import time
+
+    from ..data import load_recorded_split
+    from ..device import resolve_device
+    from ..io import sha256_of_file
+    from ..models import save_torch
+    from ..networks import build, load_weights, network_meta, read_state_dict, wrap
+    from .training import evaluate
+
+    _, seed = parse_model_id(model)
+    splits = load_recorded_split(data, split_json)
+    device = resolve_device(device_spec)
+    assert model_settings.factory is not None
+    module = build(model_settings.factory, model_settings.kwargs)
+    state = read_state_dict(source)
+    load_weights(module, state, f"checkpoint {str(source)!r}")
+    net = wrap(module, model_settings.layer_names, model_settings.input_channels).to(device).eval()
+    start = time.perf_counter()
+    test, train = evaluate(net, splits.test, device), evaluate(net, splits.train, device)
+    metrics: dict[str, Any] = {
+        "model": model, "arch": model_settings.prefix, "seed": seed, "epochs": 0, "train_seconds": 0.0,
+        "eval_seconds": time.perf_counter() - start, "train_accuracy": train["accuracy"], "train_loss": train["loss"],
+        "test_accuracy": test["accuracy"], "test_loss": test["loss"], "device": str(device), "layers": net.layer_names,
+        "source": str(source), "source_sha256": sha256_of_file(source),
+    }  # fmt: skip
+    meta = {**network_meta(model_settings), "seed": seed, "num_classes": splits.num_classes,
+            "in_channels": splits.in_channels, "image_size": splits.image_size, "dataset": splits.name}  # fmt: skip
+    metrics["checkpoint_sha256"] = save_torch({"meta": meta, "state_dict": module.cpu().state_dict()}, checkpoint)
+    write_json(metrics, metrics_json)
+    log.info("%s (%s, %s): test accuracy %.4f", model, model_settings.factory, source, metrics["test_accuracy"])
+    return metrics
+
+
 def activations_stage(
     model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings, device_spec: str,
     split_json: PathLike, checkpoint: PathLike, metrics_json: PathLike, out_dir: PathLike, log: logging.Logger,

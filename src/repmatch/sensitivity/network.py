@@ -117,9 +117,9 @@ def layer_sensitivity(
         total += int(yb.numel())
         for r in rs:
             hr = basis.apply(h, r)
-            correct[r] += int((net.forward_from(hr, layer).argmax(1) == yb).sum())
+            correct[r] += int((net.forward_from(hr, layer, xb).argmax(1) == yb).sum())
             s = _affine(hr, *dm[r])
-            correct_dm[r] += int((net.forward_from(s, layer).argmax(1) == yb).sum())
+            correct_dm[r] += int((net.forward_from(s, layer, xb).argmax(1) == yb).sum())
             sq_diff[r] += float((s.double() - h.double()).pow(2).sum())
     ptest = torch.cat(pooled_test)
     yte = torch.as_tensor(np.asarray(test_y)).long()

@@ -126,7 +126,7 @@ def network_accuracy_lowrank(
     correct = total = 0
     for xb, yb in batches():  # type: ignore[attr-defined]
         h = basis.apply(net.forward_until(xb, name), rank)  # type: ignore[operator]
-        pred = net.forward_from(h, name).argmax(dim=1)  # type: ignore[operator]
+        pred = net.forward_from(h, name, xb).argmax(dim=1)  # type: ignore[operator]
         correct += int((pred == yb).sum())
         total += int(yb.numel())
     if total == 0:

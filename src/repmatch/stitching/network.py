@@ -100,7 +100,7 @@ class StitchedNet(nn.Module):
             z = self.stitch(h)
         except StitchShapeError as err:
             raise StitchShapeError(f"stitch {self.layer_a} -> {self.layer_b}: {err}") from None
-        return self.model_b.forward_from(z, self.layer_b)
+        return self.model_b.forward_from(z, self.layer_b, x)
 
 
 def fold_batchnorm(model: StitchableNet) -> StitchableNet:
@@ -113,21 +113,31 @@ def fold_batchnorm(model: StitchableNet) -> StitchableNet:
     round-off (tested). Folds ``Conv2d`` directly followed by ``BatchNorm2d`` in an
     ``nn.Sequential`` and attribute pairs ``convK``/``bnK`` of a block (the ResNet basic block);
     any other BatchNorm is left in place.
+
+    A :class:`~repmatch.hooked.HookedNet` runs arbitrary ``forward`` code, where an attribute pair
+    need not be applied one after the other: only plain ``nn.Sequential`` pairs are folded, and
+    never a pair whose conv or BatchNorm is a hooked layer (its output would change meaning).
     """
     import copy
     import itertools
 
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+    from ..hooked import HookedNet
+
     folded = freeze(copy.deepcopy(model))
+    hooked = isinstance(folded, HookedNet)
+    protected = {id(m) for m in folded.hooked_modules()} if isinstance(folded, HookedNet) else set()
     for module in list(folded.modules()):
-        if isinstance(module, nn.Sequential):
+        if isinstance(module, nn.Sequential) and (not hooked or type(module) is nn.Sequential):
             items = list(module._modules.items())
             for (k1, m1), (k2, m2) in itertools.pairwise(items):
+                if id(m1) in protected or id(m2) in protected:
+                    continue
                 if isinstance(m1, nn.Conv2d) and isinstance(m2, nn.BatchNorm2d):
                     module._modules[k1] = fuse_conv_bn_eval(m1, m2)
                     module._modules[k2] = nn.Identity()
-        for name, child in list(module._modules.items()):
+        for name, child in list(module._modules.items()) if not hooked else []:
             if name.startswith("conv") and isinstance(child, nn.Conv2d):
                 bn_name = "bn" + name[len("conv"):]
                 bn = module._modules.get(bn_name)

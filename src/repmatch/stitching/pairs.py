@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..architectures import resolve_layers
 from ..naming import pair_id, parse_pair_id
 from ..settings import Settings, StitchPairSettings
 
@@ -35,4 +34,4 @@ def pair_kinds(pairs: Sequence[str]) -> list[str]:
 def stitching_layers(settings: Settings) -> list[str]:
     """The grid's layers: ``stitching.layers``, or ``model.layers`` when that is null."""
     layers = settings.stitching.layers
-    return resolve_layers(settings.model.arch, settings.model.layers if layers is None else layers)
+    return settings.model.resolve(settings.model.layers if layers is None else layers)

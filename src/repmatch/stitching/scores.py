@@ -241,7 +241,7 @@ def evaluate_stitches(
         for (lb, group), slot in zip(groups, slots):
             g = len(group)
             z = torch.cat([stitches[c](feats_a[c.layer_a]) for c in group])
-            logits = model_b.forward_from(z, lb).view(g, n, -1)
+            logits = model_b.forward_from(z, lb, xb).view(g, n, -1)
             hits = logits.argmax(2) == yb
             correct = hits.sum(1).double()
             if per_image is not None:

@@ -295,7 +295,7 @@ def _train_stacked(
             opt.zero_grad(set_to_none=True)
             for (lb, group), slot in zip(groups, slots):
                 z = torch.cat([stitches[c](feats[c.layer_a]) for c in group])
-                logits = model_b.forward_from(z, lb)
+                logits = model_b.forward_from(z, lb, xb)  # xb: the input of hooked networks (tiled per stitch)
                 losses = F.cross_entropy(logits, yb.repeat(len(group)), reduction="none").view(len(group), -1).mean(1)
                 losses.sum().backward()  # stitches of different groups are disjoint: gradients do not mix
                 loss_sum.index_add_(0, slot, losses.detach().double() * len(yb))
@@ -324,7 +324,7 @@ def _train_one(
             xb, yb = _inputs(x_all, idx, cfg, aug_gen, fill), y_all[idx]
             with torch.no_grad():
                 h = model_a.forward_until(xb, cell.layer_a)
-            loss = F.cross_entropy(model_b.forward_from(stitch(h), cell.layer_b), yb)
+            loss = F.cross_entropy(model_b.forward_from(stitch(h), cell.layer_b, xb), yb)
             schedule.set(opt, step)
             step += 1
             opt.zero_grad(set_to_none=True)
