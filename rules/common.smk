@@ -26,8 +26,10 @@ from repmatch.stitching.pairs import pair_kinds, stitching_layers, stitching_pai
 from repmatch.subspace_match.pairs import subspace_pairs  # noqa: E402
 from repmatch.sensitivity.pairs import sensitivity_layers, sensitivity_models, sensitivity_pairs  # noqa: E402
 from repmatch.backbone.external_import import check_against_split  # noqa: E402
+from repmatch.networks import check_factory_networks  # noqa: E402
 
 SETTINGS = load_settings(config)  # raises ConfigError naming the key
+check_factory_networks(SETTINGS)  # a network from the user's code: it builds, its checkpoints fit, its layers exist
 if Path(paths.split()).exists():  # a corrupt split fails here, before Snakemake invalidates what depends on it
     check_split_file(paths.split())
 config.update(SETTINGS.to_config())  # the report and the jobs see every default filled in

@@ -282,6 +282,10 @@ def test_pairs_layers_and_settings():
 
     st = load_settings(config(sensitivity={"layers": ["conv1", "conv3"]}))
     assert sensitivity_layers(st) == ["conv1", "conv3"]
+    # the default's small version: three evenly spaced layers of whatever network the config names
+    assert sensitivity_layers(load_settings(base)) == ["conv1", "conv3", "fc1"]
+    resnet = load_settings(config(model={"arch": "resnet20", "layers": "all"}))
+    assert sensitivity_layers(resnet) == ["stem", "layer2_0", "layer3_2"]  # 10 layers: positions 0, 4 (4.5 to even), 9
     with pytest.raises(ConfigError, match="sensitivity.layers"):
         load_settings(config(sensitivity={"layers": ["nope"]}))
     with pytest.raises(ConfigError, match="sensitivity.pairs.cross"):

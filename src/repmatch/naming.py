@@ -34,3 +34,10 @@ def parse_pair_id(pair: str) -> tuple[str, str]:
 def unordered_pairs(models: list[str]) -> list[tuple[str, str]]:
     """All pairs (a, b) with a <= b in list order, including a == b (within-network grids)."""
     return list(combinations_with_replacement(models, 2))
+
+
+def factory_name(spec: str) -> str:
+    """The default model-id prefix of a factory network (``"package.module:function"``): its function
+    name, lower case, letters and digits only."""
+    attr = spec.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    return re.sub(r"[^a-z0-9]", "", attr.lower()) or "net"

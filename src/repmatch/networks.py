@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-    from .settings import ModelSettings
+    from .settings import ModelSettings, Settings
 
 #: (channels, height, width) and classes of the built-in datasets (the parse-time forward check).
 DATASET_INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
@@ -42,12 +42,6 @@ _FACTORY_RE = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*
 
 class NetworkError(ValueError):
     """A factory, checkpoint or layer of a user network is unusable; the message names it."""
-
-
-def factory_name(spec: str) -> str:
-    """The default model-id prefix of a factory: its function name, lower case, letters and digits only."""
-    attr = spec.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
-    return re.sub(r"[^a-z0-9]", "", attr.lower()) or "net"
 
 
 def import_factory(spec: str) -> Any:
@@ -148,6 +142,27 @@ def from_meta(meta: Mapping[str, Any], state: Mapping[str, Any]) -> nn.Module:
     module = build(meta["factory"], meta["kwargs"])
     load_weights(module, state, f"the weights recorded for {meta['factory']}")
     return wrap(module, meta["layers"], meta["input_channels"])
+
+
+def check_factory_networks(settings: Settings) -> None:
+    """The parse-time check of a factory network (``model.factory``): it builds, every checkpoint
+    fits, the layer names are its modules; a :class:`repmatch.settings.ConfigError` lists every
+    problem by key. Nothing to do for built-in architectures.
+
+    Apart from :func:`repmatch.settings.check_semantics` because it needs torch and the user's
+    code; the workflow runs it right after loading the settings (rules/common.smk).
+    """
+    from .settings import ConfigError
+
+    m = settings.model
+    if m.factory is None or m.checkpoints is None or len(m.checkpoints) != len(settings.seeds):
+        return  # none, or already refused by check_semantics
+    lists = {"model.layers": m.layers} if not isinstance(m.layers, str) else {}
+    if isinstance(settings.stitching.layers, tuple):
+        lists["stitching.layers"] = settings.stitching.layers
+    errors = check_network(m, settings.data.name, lists)
+    if errors:
+        raise ConfigError("invalid configuration:\n" + "\n".join(errors))
 
 
 def check_network(model: ModelSettings, dataset: str, layer_lists: Mapping[str, Sequence[str]]) -> list[str]:

@@ -94,7 +94,7 @@ class ModelSettings:
     @property
     def prefix(self) -> str:
         """The model ids' prefix (``<prefix>_seed<k>``): ``name``, else ``arch``, else the factory's function name."""
-        from .networks import factory_name
+        from .naming import factory_name
 
         if self.name is not None:
             return self.name
@@ -289,6 +289,7 @@ class SensitivitySettings:
     measures: tuple[str, ...] | None
     seed: int
     layers: str | tuple[str, ...] | None
+    n_layers: int | None
     pairs: SensitivityPairSettings
     stitch_methods: tuple[str, ...]
     tlm_epochs: int | None
@@ -575,13 +576,9 @@ def check_semantics(s: Settings) -> None:
     elif len(m.checkpoints) != len(s.seeds):
         errors.append(f"  at model.checkpoints: {len(m.checkpoints)} files for {len(s.seeds)} seeds {list(s.seeds)}; "
                       "checkpoints[k] is the network of seeds[k]")
-    else:
-        from .networks import check_network
-
-        lists = {"model.layers": m.layers} if not isinstance(m.layers, str) else {}
-        if isinstance(s.stitching.layers, tuple):
-            lists["stitching.layers"] = s.stitching.layers
-        errors += check_network(m, s.data.name, lists)
+    # else: the network itself (factory, checkpoints, module names) is checked by
+    # repmatch.networks.check_factory_networks while Snakemake parses: it needs torch, and this module
+    # is imported by every job, the light table/figure jobs too.
 
     if s.data.factory is not None and s.data.name != "factory":
         errors.append(f"  at data.factory: set, but data.name is {s.data.name!r}; the factory is read only with "
@@ -626,7 +623,7 @@ def check_semantics(s: Settings) -> None:
             errors.append(f"  at sensitivity.measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
 
     if s.sensitivity.layers is not None:
-        attempt("sensitivity.layers", lambda: resolve_layers(s.model.arch, s.sensitivity.layers))
+        attempt("sensitivity.layers", lambda: s.model.resolve(s.sensitivity.layers))
     if s.sensitivity.enabled and s.sensitivity.pairs.cross != "none" and len(s.seeds) < 2:
         errors.append(f"  at sensitivity.pairs.cross: {s.sensitivity.pairs.cross!r} needs at least two seeds "
                       f"(seeds = {list(s.seeds)}); use 'none'")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..architectures import resolve_layers
 from ..naming import pair_id
 from ..settings import SensitivitySettings, Settings
 
@@ -42,6 +41,17 @@ def sensitivity_pairs(models: Sequence[str], sensitivity: SensitivitySettings) -
 
 
 def sensitivity_layers(settings: Settings) -> list[str]:
-    """The tested layers: ``sensitivity.layers``, or ``model.layers`` when that is null."""
-    layers = settings.sensitivity.layers
-    return resolve_layers(settings.model.arch, settings.model.layers if layers is None else layers)
+    """The tested layers: ``sensitivity.layers`` (null: ``model.layers``), thinned to ``sensitivity.n_layers``
+    evenly spaced ones (first and last kept) when that is set."""
+    s, model = settings.sensitivity, settings.model
+    layers = model.resolve(model.layers if s.layers is None else s.layers)
+    return evenly_spaced(layers, s.n_layers)
+
+
+def evenly_spaced(items: Sequence[str], n: int | None) -> list[str]:
+    """``n`` of ``items`` at evenly spaced positions from the first to the last (all when ``n`` is None or too large)."""
+    if n is None or n >= len(items):
+        return list(items)
+    if n == 1:
+        return [items[-1]]
+    return [items[round(k * (len(items) - 1) / (n - 1))] for k in range(n)]
