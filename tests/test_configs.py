@@ -65,8 +65,8 @@ def test_readme_job_counts_match_the_paper_dry_run(tmp_path):
     assert total == sum(planned.values())
 
 
-#: Where the ViT-Ti config's job table is written (the lead moves it into the README with the section).
-VIT_JOB_TABLE = REPO / "docs" / "notes" / "issue13-vit.md"
+#: Where the ViT-Ti config's job table is written: README, "Reproducing the papers".
+VIT_JOB_TABLE = REPO / "README.md"
 
 
 def test_vit_paper_config_is_the_papers_vit():
