@@ -112,3 +112,35 @@ def test_cuda_subspace_match_equals_cpu():
         np.testing.assert_array_equal(np.sort(gpu.matches[e].a), np.sort(cpu.matches[e].a), err_msg=str(e))
         np.testing.assert_array_equal(np.sort(gpu.matches[e].b), np.sort(cpu.matches[e].b), err_msg=str(e))
     assert cpu.matches[0.5].similarity > 0.5  # the planted shared subspace is found
+
+
+def test_cuda_stitching_through_hooks_matches_the_sequential_path(cuda_nets, small):
+    """Networks given by module path (forward hooks, B re-run on the input) stitch on CUDA as the built-in path does."""
+    from repmatch.hooked import HookedNet
+
+    train, test = small
+    a, b = (n.to("cuda") for n in cuda_nets)
+
+    def hooked(net):
+        return HookedNet(net, {name: f"blocks.{name}" for name in net.layer_names})
+
+    cfg = section_settings("stitching", {"methods": ["dm"], "detector": {"enabled": False}, "fold_batchnorm": False})
+    layers = ["conv2", "conv5", "fc1"]
+    seq = stitch_pair(a, b, train, test, cfg, layers, "cuda")
+    via_hooks = stitch_pair(hooked(a), hooked(b), train, test, cfg, layers, "cuda")
+    key = ["layer_a", "layer_b", "method", "metric"]
+    both = seq.merge(via_hooks, on=key, suffixes=("_seq", "_hooks"))
+    acc = both[both.metric == "accuracy"]
+    assert len(acc) == len(layers) ** 2
+    assert np.all(np.abs(acc.value_seq - acc.value_hooks) <= 1 / len(test) + 1e-12), acc[key + ["value_seq", "value_hooks"]]
+
+
+def test_cuda_vit_training_is_deterministic(small, deterministic_mode):
+    """The ViT's written-out attention keeps CUDA training bitwise reproducible (fused attention kernels are not)."""
+    train, test = small
+    splits = SimpleNamespace(train=train, test=test, num_classes=10, in_channels=1, image_size=28)
+    settings = section_settings("train", {"epochs": 1, "batch_size": 64, "lr": 0.001, "optimizer": "adamw", "weight_decay": 0.05})
+    net1, _ = train_new_model("vit_tiny_test", splits, settings, 0, "cuda", progress=False)
+    net2, _ = train_new_model("vit_tiny_test", splits, settings, 0, "cuda", progress=False)
+    for (k, v1), v2 in zip(net1.state_dict().items(), net2.state_dict().values()):
+        assert torch.equal(v1.cpu(), v2.cpu()), k

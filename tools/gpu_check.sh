@@ -26,6 +26,7 @@ step "default pipeline, device: cuda"
 rm -rf results .snakemake
 time timeout "${T_PIPE:-270}" python3 -m snakemake --cores "$(nproc)" --keep-going --config device=cuda
 tar czf "$OUT/results.tgz" --exclude='*.npy' --exclude='*.pt' --exclude='*.pth' results 2>/dev/null
+[ -n "${SKIP_BENCH:-}" ] && { step "done (benchmarks skipped)"; exit 0; }
 step "bench_stitching --quick --cuda-only"
 time timeout "${T_BENCH:-45}" python3 benchmarks/bench_stitching.py --quick --cuda-only
 step "bench_similarity --cuda-only"

@@ -55,9 +55,10 @@ def plot_rank_curves(table: pd.DataFrame, path_stem: str | os.PathLike[str], *, 
         axes[k // ncol][k % ncol].axis("off")
     h1, l1 = axes[0][0].get_legend_handles_labels()
     h2, l2 = fig.axes[-1].get_legend_handles_labels() if index_methods else ([], [])
-    fig.legend(h1 + h2, l1 + l2, loc="lower center", ncol=min(6, len(l1) + len(l2)), fontsize=7, bbox_to_anchor=(0.5, -0.02 - 0.03 * nrow))
+    # beside the panels, not below: a legend under them covered the axes' labels
+    fig.legend(h1 + h2, l1 + l2, loc="center right", fontsize=7, frameon=False)
     fig.suptitle(f"{model}: functional scores and index dissimilarity vs rank")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
     return save_figure(fig, path_stem, formats)
 
 
