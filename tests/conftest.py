@@ -22,6 +22,23 @@ def mnist_splits():
     return load_splits(section_settings("data", {"name": "mnist5k", "split_seed": 0, "n_test": 1000, "n_probe": 100}))
 
 
+@pytest.fixture(scope="session")
+def mnist_subset(mnist_splits):
+    """``mnist_subset(n_train, n_test)``: that many random digits of each split, in split order (seeded).
+
+    The split files are sorted by label, so a prefix would hold a few classes only."""
+
+    def take(n_train: int, n_test: int):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        train = mnist_splits.train.subset(np.sort(rng.permutation(len(mnist_splits.train))[:n_train]))
+        test = mnist_splits.test.subset(np.sort(rng.permutation(len(mnist_splits.test))[:n_test]))
+        return train, test
+
+    return take
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread: the CPU is shared (2 cores), and oversubscribed OpenMP threads crawl."""

@@ -27,11 +27,9 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 @pytest.fixture(scope="module")
-def small(mnist_splits):
-    rng = np.random.default_rng(0)
-    train = mnist_splits.train.subset(np.sort(rng.permutation(len(mnist_splits.train))[:1000]))
-    test = mnist_splits.test.subset(np.sort(rng.permutation(len(mnist_splits.test))[:300]))
-    return train, test
+def small(mnist_subset):
+    """1,000 random training digits and 300 test digits."""
+    return mnist_subset(1000, 300)
 
 
 def _train(small, seed: int, device: str, epochs: int = 2):

@@ -154,11 +154,9 @@ def test_input_channels_adapter():
 
 
 @pytest.fixture(scope="module")
-def small(mnist_splits):
-    rng = np.random.default_rng(0)
-    train = mnist_splits.train.subset(np.sort(rng.permutation(len(mnist_splits.train))[:600]))
-    test = mnist_splits.test.subset(np.sort(rng.permutation(len(mnist_splits.test))[:200]))
-    return train, test
+def small(mnist_subset):
+    """600 random training digits and 200 test digits."""
+    return mnist_subset(600, 200)
 
 
 @pytest.fixture(scope="module")

@@ -30,12 +30,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def small(mnist_splits):
-    """1,000 random training digits and 300 test digits (the split files are sorted by label)."""
-    rng = np.random.default_rng(0)
-    train = mnist_splits.train.subset(np.sort(rng.permutation(len(mnist_splits.train))[:1000]))
-    test = mnist_splits.test.subset(np.sort(rng.permutation(len(mnist_splits.test))[:300]))
-    return train, test
+def small(mnist_subset):
+    """1,000 random training digits and 300 test digits."""
+    return mnist_subset(1000, 300)
 
 
 def _trained(small, seed: int, epochs: int):

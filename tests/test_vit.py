@@ -202,11 +202,9 @@ def test_dm_into_a_conv_layer_from_tokens_matches_the_naive_rows():
 
 
 @pytest.fixture(scope="module")
-def data(mnist_splits):
-    rng = np.random.default_rng(0)
-    train = mnist_splits.train.subset(np.sort(rng.permutation(len(mnist_splits.train))[:1000]))
-    test = mnist_splits.test.subset(np.sort(rng.permutation(len(mnist_splits.test))[:200]))
-    return train, test
+def data(mnist_subset):
+    """1,000 random training digits and 200 test digits."""
+    return mnist_subset(1000, 200)
 
 
 def _train(arch, data, seed, **settings):

@@ -18,10 +18,7 @@ Torch is imported only inside the functions: this module is read while Snakemake
 
 from __future__ import annotations
 
-import importlib
 import os
-import re
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +34,6 @@ DATASET_INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
     "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100),
 }  # fmt: skip
 
-_FACTORY_RE = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)$")
 
 
 class NetworkError(ValueError):
@@ -46,22 +42,12 @@ class NetworkError(ValueError):
 
 def import_factory(spec: str) -> Any:
     """The callable named by ``"package.module:function"`` (the working directory is importable too)."""
-    m = _FACTORY_RE.match(spec)
-    if not m:
-        raise NetworkError(f"factory {spec!r} is not of the form 'package.module:function'")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())  # a workflow's own code beside its config
+    from .user_code import UserCodeError, import_object
+
     try:
-        obj: Any = importlib.import_module(m["module"])
-    except ImportError as err:
-        raise NetworkError(f"factory {spec!r}: cannot import module {m['module']!r} ({err})") from err
-    for part in m["attr"].split("."):
-        if not hasattr(obj, part):
-            raise NetworkError(f"factory {spec!r}: module {m['module']!r} has no attribute {m['attr']!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise NetworkError(f"factory {spec!r} is not callable")
-    return obj
+        return import_object(spec, f"factory {spec!r}")
+    except UserCodeError as err:
+        raise NetworkError(str(err)) from err
 
 
 def build(factory: str, kwargs: Mapping[str, Any]) -> nn.Module:

@@ -9,6 +9,8 @@ callable; a failure inside a job (after training started) would waste the run.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import re
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +28,8 @@ def import_object(ref: str, key: str) -> Callable[..., Any]:
     if not isinstance(ref, str) or not _REF_RE.match(ref):
         raise UserCodeError(f"{key}: {ref!r} is not of the form 'package.module:function'")
     module_name, _, attr = ref.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # a workflow's own code beside its config (mypkg/nets.py: mypkg.nets:make_net)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as err:
