@@ -239,7 +239,8 @@ def test_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path, tmp_path_f
 
     # Aggregation, sanity, figure and summary jobs ran in the snakemake process, not through sbatch.
     assert not {j["rule"] for j in submitted} & local_rules, submitted
-    assert {j["rule"] for j in all_jobs} & local_rules == local_rules
+    # every local rule of this run was planned (the tiny config turns the sensitivity test off)
+    assert {j["rule"] for j in all_jobs} & local_rules == local_rules - {"sensitivity_aggregate"}
 
     # GPU-capable rules asked for a GPU on the gpu partition; the others for none.
     gpu_rules = {j["rule"] for j in planned if j["resources"].get("gpu") == "1"}
