@@ -50,6 +50,15 @@ def _planted_pair(q, c=8, k=3):
     return net(torch.eye(c)), net(r), r
 
 
+@torch.no_grad()
+def _bases(net, x, batch_size):
+    """Layer "f"'s principal directions as the network job fits them (the streamed covariance)."""
+    from repmatch.sensitivity.lowrank import fit_lowrank
+
+    x = torch.as_tensor(x)
+    return {"f": fit_lowrank(net.features(x[s : s + batch_size], ["f"])["f"] for s in range(0, len(x), batch_size))}
+
+
 def _run_pair(net_a, net_b, x, y, ranks, methods=("dm",), tlm_epochs=0, measures=()):
     from repmatch.sensitivity.front import pair_sensitivity
     from repmatch.stitching.task import TLMConfig
@@ -63,11 +72,11 @@ def _run_pair(net_a, net_b, x, y, ranks, methods=("dm",), tlm_epochs=0, measures
 
 
 def test_lowrank_front_features_have_rank_r_and_full_rank_is_the_input():
-    from repmatch.sensitivity.front import LowRankFront, fit_bases, front_name, parse_front_name
+    from repmatch.sensitivity.front import LowRankFront, front_name, parse_front_name
 
     x, _, q = _planted_inputs(600)
     net_a, _, _ = _planted_pair(q)
-    bases = fit_bases(net_a, ["f"], x.numpy(), 128, torch.device("cpu"))
+    bases = _bases(net_a, x.numpy(), 128)
     front = LowRankFront(net_a, bases, {"f": [8, 3, 1]})
     assert front.layer_names == ["f@r8", "f@r3", "f@r1"] and parse_front_name(front_name("a@r", 4)) == ("a@r", 4)
     feats = front.features(x, front.layer_names)
@@ -83,16 +92,17 @@ def test_lowrank_front_features_have_rank_r_and_full_rank_is_the_input():
 
 
 def test_dm_from_full_rank_front_is_the_plain_dm_and_recovers_the_rotation():
-    from repmatch.sensitivity.front import fit_bases, fit_dm_lowrank
+    from repmatch.sensitivity.front import dm_from_equations, fit_moments
     from repmatch.stitching.direct import fit_affine
 
     x, _, q = _planted_inputs(1000)
     net_a, net_b, rot = _planted_pair(q)
-    bases = fit_bases(net_a, ["f"], x.numpy(), 256, torch.device("cpu"))
-    maps = fit_dm_lowrank(net_a, net_b, bases, {"f": [8, 3]}, x.numpy(), 256, 0.0, torch.device("cpu"))
+    bases = _bases(net_a, x.numpy(), 256)
+    equations = fit_moments(net_a, net_b, ["f"], x.numpy(), 256, torch.device("cpu"))["f"]
+    maps = {("f", r): dm_from_equations(equations, bases["f"], r, 0.0) for r in (8, 3)}
     w, b = maps[("f", 8)]
     # the one-pass moments give the same basis as the streamed covariance (projectors: signs are arbitrary)
-    from repmatch.sensitivity.front import basis_from_equations, fit_moments
+    from repmatch.sensitivity.front import basis_from_equations
 
     moment_basis = basis_from_equations(fit_moments(net_a, net_b, ["f"], x.numpy(), 100, torch.device("cpu"))["f"])
     for r in (1, 3, 8):
@@ -140,7 +150,7 @@ def test_planted_pair_dm_accuracy_falls_only_below_k_and_full_rank_reproduces_th
 
 
 def test_tlm_from_full_rank_front_matches_tlm_from_the_network():
-    from repmatch.sensitivity.front import LowRankFront, fit_bases
+    from repmatch.sensitivity.front import LowRankFront
     from repmatch.stitching.layer import Stitch
     from repmatch.stitching.network import Cell
     from repmatch.stitching.scores import evaluate_stitches
@@ -158,7 +168,7 @@ def test_tlm_from_full_rank_front_matches_tlm_from_the_network():
     scores, _ = evaluate_stitches(net_a, net_b, plain, x[1500:].numpy(), y[1500:].numpy())
     assert v[8, "tlm_accuracy"] == pytest.approx(scores[Cell("tlm", "f", "f")]["accuracy"], abs=0.005)
     assert v[8, "tlm_accuracy"] > 0.95 and v[1, "tlm_accuracy"] < 0.9
-    bases = fit_bases(net_a, ["f"], x[:1500].numpy(), 256, torch.device("cpu"))
+    bases = _bases(net_a, x[:1500].numpy(), 256)
     assert LowRankFront(net_a, bases, {"f": [8]}).index("f@r8") == 0
 
 

@@ -25,7 +25,7 @@ __getattr__, __all__ = lazy(__name__, {
     "probe": ["LinearProbe", "network_accuracy_lowrank", "pool_features", "pooled_lowrank_features", "train_probe"],
     "correlation": ["CORRELATION_COLUMNS", "ConstantInputWarning", "rank_correlations", "sensitivity_correlations"],
     "network": ["DM_METHODS", "FUNCTIONAL", "dissimilarity", "layer_sensitivity", "summary_table", "tidy_rows"],
-    "front": ["LowRankFront", "basis_from_equations", "dm_from_equations", "fit_bases", "fit_dm_lowrank", "fit_moments",
+    "front": ["LowRankFront", "basis_from_equations", "dm_from_equations", "fit_moments",
               "front_name", "pair_sensitivity", "parse_front_name", "tidy_pair_rows"],
     "aggregate": ["sensitivity_over_units", "specificity_correlations", "specificity_points",
                   "unit_correlations", "within_from_networks"],

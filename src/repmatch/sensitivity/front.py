@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .lowrank import CovarianceAccumulator, LowRankBasis, basis_from_moments, channel_rows, from_channel_rows
+from .lowrank import LowRankBasis, basis_from_moments, channel_rows, from_channel_rows
 
 SEPARATOR = "@r"
 STITCH_METHODS = ("dm", "tlm")
@@ -110,21 +110,10 @@ class LowRankFront(nn.Module):
 
 
 def _batches(x: np.ndarray | torch.Tensor, batch_size: int, device: torch.device) -> Iterable[torch.Tensor]:
-    for s in range(0, len(x), batch_size):
-        chunk = x[s : s + batch_size]
-        yield torch.as_tensor(np.ascontiguousarray(chunk) if isinstance(chunk, np.ndarray) else chunk).to(device)
+    """The inputs in order, batch by batch, on ``device`` (:func:`repmatch.sensitivity.network._batches` without labels)."""
+    from .network import _batches as labelled_batches
 
-
-@torch.no_grad()
-def fit_bases(net: Any, layers: Sequence[str], x: np.ndarray | torch.Tensor, batch_size: int,
-              device: torch.device) -> dict[str, LowRankBasis]:
-    """Each layer's principal directions from one pass of ``net`` over the training inputs ``x``."""
-    acc = {layer: CovarianceAccumulator() for layer in layers}
-    for xb in _batches(x, batch_size, device):
-        feats = net.features(xb, layers)
-        for layer in layers:
-            acc[layer].update(feats[layer])
-    return {layer: basis_from_moments(*a.mean_cov(), n_rows=a.count) for layer, a in acc.items()}
+    return (xb for xb, _ in labelled_batches(x, None, batch_size, device))
 
 
 @torch.no_grad()
@@ -177,16 +166,6 @@ def dm_from_equations(ne: Any, basis: LowRankBasis, rank: int, ridge: float) -> 
     w = w_z @ v.T
     mean_y = my + ne.shift_y["y"]
     return w, mean_y - w @ basis.mean.to(w)
-
-
-@torch.no_grad()
-def fit_dm_lowrank(net_a: Any, net_b: Any, bases: Mapping[str, LowRankBasis], ranks: Mapping[str, Sequence[int]],
-                   x: np.ndarray | torch.Tensor, batch_size: int, ridge: float,
-                   device: torch.device) -> dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]]:
-    """DM maps from A's rank-r layer l into B's layer l, {(layer, rank): (W (C_B, C_A), b (C_B,))} float64,
-    for given bases (one pass over ``x``; :func:`dm_from_equations`)."""
-    ne = fit_moments(net_a, net_b, list(ranks), x, batch_size, device)
-    return {(layer, r): dm_from_equations(ne[layer], bases[layer], r, ridge) for layer in ranks for r in ranks[layer]}
 
 
 def pair_sensitivity(
@@ -283,9 +262,8 @@ def pair_sensitivity(
                          for k, r in enumerate(rank_map[layer])]
     for row in rows:
         basis = bases[row["layer"]]
-        total = float(basis.variances.clamp_min(0).sum())
         row["full_rank"] = basis.full_rank
-        row["variance_kept"] = float(basis.variances[: row["rank"]].clamp_min(0).sum()) / total if total > 0 else float("nan")
+        row["variance_kept"] = basis.variance_kept(row["rank"])
     return rows, base_accuracy
 
 
@@ -296,14 +274,13 @@ def distance(method: str, value: float, b_accuracy: float) -> float:
     (``*_repr_diff``): as is; a registered measure: ``identity_value - value`` when larger is
     more similar, else the value.
     """
-    from ..similarity.registry import MEASURES
+    from .network import index_dissimilarity
 
     if method.endswith("_accuracy"):
         return b_accuracy - value
     if method.endswith("_repr_diff"):
         return value
-    m = MEASURES[method]
-    return m.identity_value - value if m.larger_is_similar else value
+    return index_dissimilarity(method, value)
 
 
 def tidy_pair_rows(model_a: str, model_b: str, index: Mapping[str, int], rows: Sequence[Mapping[str, Any]],

@@ -97,6 +97,15 @@ class LowRankBasis:
         """The number of channels C (rank C reproduces the input)."""
         return int(self.mean.shape[0])
 
+    def variance_kept(self, rank: int) -> float:
+        """The fraction of the layer's (training) variance in the top-``rank`` directions (NaN for a constant layer).
+
+        Eigenvalues are clipped at 0 in the sums: a PSD covariance's zero eigenvalues come out of
+        ``eigh`` as round-off of either sign, and a negative one would make the fraction exceed 1."""
+        v = self.variances.clamp_min(0)
+        total = float(v.sum())
+        return float(v[:rank].sum()) / total if total > 0 else float("nan")
+
     def projector(self, rank: int) -> torch.Tensor:
         """The (C, C) orthogonal projector onto the top-``rank`` directions (float64)."""
         v = self.directions[:, : _check_rank(rank, self.full_rank)]

@@ -136,8 +136,6 @@ def layer_sensitivity(
             {"rank": r, "method": "dm_accuracy", "value": correct_dm[r] / total},
             {"rank": r, "method": "dm_repr_diff", "value": sq_diff[r] / sq_real if sq_real > 0 else float("nan")},
         ]
-    total_var = float(basis.variances.clamp_min(0).sum())
-    kept = {r: float(basis.variances[:r].clamp_min(0).sum()) / total_var if total_var > 0 else float("nan") for r in rs}
     # 4. every similarity measure between the full and the rank-r probe representations
     if measures:
         full = torch.cat([front(xb).cpu() for xb, _ in _batches(probe_x, None, batch_size, device)])
@@ -149,7 +147,7 @@ def layer_sensitivity(
                 rows.append({"rank": r, "method": m, "value": float(grids[m][0, k])})
     for row in rows:
         row["full_rank"] = basis.full_rank
-        row["variance_kept"] = kept[row["rank"]]
+        row["variance_kept"] = basis.variance_kept(row["rank"])
     return basis, rows
 
 
@@ -168,7 +166,13 @@ def dissimilarity(method: str, value: float, full_value: float) -> float:
         return full_value - value
     if method == "dm_repr_diff":
         return value
-    m = MEASURES[method]
+    return index_dissimilarity(method, value)
+
+
+def index_dissimilarity(measure: str, value: float) -> float:
+    """A registered similarity measure's value as a dissimilarity (larger = more different):
+    ``identity_value - value`` when larger is more similar, else the value itself."""
+    m = MEASURES[measure]
     return m.identity_value - value if m.larger_is_similar else value
 
 
