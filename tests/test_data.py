@@ -103,3 +103,9 @@ def test_every_listed_dataset_has_its_normalisation_and_sizes():
 
     assert set(data._NORMALISATION) == set(datasets.DATASETS)
     assert set(datasets.TORCHVISION_SIZES) == set(datasets.DATASETS) - {"mnist5k"}
+
+
+def test_every_built_in_dataset_has_its_input_shape_for_the_network_check():
+    from repmatch.datasets import DATASET_INPUTS, DATASETS
+
+    assert set(DATASET_INPUTS) == set(DATASETS)

@@ -19,6 +19,12 @@ MNIST5K_SIZE = 5_000
 #: (training, test) images of the torchvision datasets' official splits.
 TORCHVISION_SIZES = {"mnist": (60_000, 10_000), "fashionmnist": (60_000, 10_000), "cifar10": (50_000, 10_000),
                      "cifar100": (50_000, 10_000)}  # fmt: skip
+#: (channels, height, width) of an input and number of classes of each built-in dataset (the
+#: parse-time forward check of a network from the user's code, repmatch.networks).
+DATASET_INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
+    "mnist5k": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10), "fashionmnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100),
+}  # fmt: skip
 #: File endings an image folder's images may have (torchvision's ``IMG_EXTENSIONS``).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 IMAGEFOLDER_SPLITS = ("train", "test")

@@ -28,13 +28,6 @@ if TYPE_CHECKING:
 
     from .settings import ModelSettings, Settings
 
-#: (channels, height, width) and classes of the built-in datasets (the parse-time forward check).
-DATASET_INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
-    "mnist5k": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10), "fashionmnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100),
-}  # fmt: skip
-
-
 
 class NetworkError(ValueError):
     """A factory, checkpoint or layer of a user network is unusable; the message names it."""
@@ -181,6 +174,8 @@ def check_network(model: ModelSettings, dataset: str, layer_lists: Mapping[str, 
         net = wrap(module, model.layers, model.input_channels)
     except ValueError as err:
         return [*errors, f"  at model.layers: {err}"]
+    from .datasets import DATASET_INPUTS
+
     if dataset in DATASET_INPUTS:
         shape, num_classes = DATASET_INPUTS[dataset]
         net.eval()
