@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .models import layer_index
+
 
 class _Stop(Exception):
     """Raised from a hook once every requested layer is captured (ends the forward pass early)."""
@@ -91,12 +93,7 @@ class HookedNet(nn.Module):
     # -- the StitchableNet interface ------------------------------------------------------------
     def index(self, name: str) -> int:
         """Position of layer ``name``; a clear error when the layer does not exist."""
-        try:
-            return self.layer_names.index(name)
-        except ValueError:
-            near = difflib.get_close_matches(name, self.layer_names, n=5, cutoff=0.5)
-            raise KeyError(f"layer {name!r} does not exist; this network's layers are {self.layer_names}"
-                           + (f" (nearest: {near})" if near else "")) from None
+        return layer_index(self.layer_names, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._adapt(x)

@@ -7,6 +7,7 @@ a plain sequence of named blocks followed by a head: a stitchable layer *is* a b
 
 from __future__ import annotations
 
+import difflib
 import io as _io
 import os
 from collections import OrderedDict
@@ -21,6 +22,19 @@ from .architectures import ARCHITECTURES  # noqa: F401  (re-exported: the built-
 from .io import ChecksumError, read_json, verify_torch_file, write_bytes_atomic
 
 
+def layer_index(layer_names: Sequence[str], name: str) -> int:
+    """Position of layer ``name`` among ``layer_names``; a ``KeyError`` lists the layers (and the nearest names).
+
+    One lookup for every stitchable network (built-in, hooked, a low-rank front), so a typo reads
+    the same wherever it is made."""
+    try:
+        return list(layer_names).index(name)
+    except ValueError:
+        near = difflib.get_close_matches(name, list(layer_names), n=5, cutoff=0.5)
+        raise KeyError(f"layer {name!r} does not exist; this network's layers are {list(layer_names)}"
+                       + (f" (nearest: {near})" if near else "")) from None
+
+
 class StitchableNet(nn.Module):
     """A sequence of named blocks followed by a classification head."""
 
@@ -32,10 +46,7 @@ class StitchableNet(nn.Module):
 
     def index(self, name: str) -> int:
         """Position of layer ``name``; a clear error when the layer does not exist."""
-        try:
-            return self.layer_names.index(name)
-        except ValueError:
-            raise KeyError(f"layer {name!r} does not exist; this network's layers are {self.layer_names}") from None
+        return layer_index(self.layer_names, name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks.values():

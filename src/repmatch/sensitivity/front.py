@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models import layer_index
+
 from .lowrank import LowRankBasis, basis_from_moments, channel_rows, from_channel_rows
 
 SEPARATOR = "@r"
@@ -82,10 +84,7 @@ class LowRankFront(nn.Module):
         self.layer_names: list[str] = [front_name(layer, r) for layer in order for r in sorted(ranks[layer], reverse=True)]
 
     def index(self, name: str) -> int:
-        try:
-            return self.layer_names.index(name)
-        except ValueError:
-            raise KeyError(f"low-rank front has no layer {name!r}; its layers are {self.layer_names}") from None
+        return layer_index(self.layer_names, name)
 
     def features(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
         """Rank-r representations of the requested virtual layers, from one forward pass of A."""
