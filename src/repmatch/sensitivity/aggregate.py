@@ -29,9 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .correlation import ConstantInputWarning, rank_correlations, sensitivity_correlations
+from .correlation import FUNCTIONAL, ConstantInputWarning, rank_correlations, sensitivity_correlations
 
-FUNCTIONAL = ("probe_accuracy", "network_accuracy")
 STITCH_SCORES = ("dm_accuracy", "dm_repr_diff", "tlm_accuracy", "tlm_repr_diff")
 UNIT_COLUMNS = ["model_a", "model_b", "kind", "functional", "method", "scope", "layer", "n_points", "spearman", "spearman_p",
                 "kendall", "kendall_p"]  # fmt: skip

@@ -23,6 +23,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+#: The functional scores whose drop an index must track: a linear probe's accuracy on the rank-r
+#: representation, and the network's own accuracy with the rank-r layer fed forward.
+FUNCTIONAL = ("probe_accuracy", "network_accuracy")
+
 
 class ConstantInputWarning(UserWarning):
     """A sensitivity correlation was asked of an index (or score) that does not vary: it is NaN."""

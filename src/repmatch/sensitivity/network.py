@@ -32,10 +32,10 @@ import torch
 from torch.nn import functional as F
 
 from ..similarity.registry import MEASURES
+from .correlation import FUNCTIONAL
 from .lowrank import LowRankBasis, channel_rows, from_channel_rows
 from .probe import pool_features, train_probe
 
-FUNCTIONAL = ("probe_accuracy", "network_accuracy")
 DM_METHODS = ("dm_accuracy", "dm_repr_diff")
 
 

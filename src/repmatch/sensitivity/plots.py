@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..plotting import plt, save_figure
+from .correlation import FUNCTIONAL
 
-FUNCTIONAL = ("probe_accuracy", "network_accuracy")
 
 
 def plot_rank_curves(table: pd.DataFrame, path_stem: str | os.PathLike[str], *, model: str | None = None,
