@@ -227,21 +227,14 @@ class Stitch(nn.Module):
                 f"stitch expects front-half activations of shape (N, {', '.join(map(str, self.in_shape))}), "
                 f"got {tuple(h.shape)}"
             )
-        if is_tokens(self.in_shape) or is_tokens(self.out_shape):
-            x = as_map(h)
-            n_in, n_out = x.shape[-2] * x.shape[-1], math.prod(spatial(self.out_shape))
-            if n_in < n_out:  # map first on the fewer positions, as below
-                y = move_to(affine_map(x, self.weight, self.bias), self.in_shape, self.out_shape)
-            else:
-                y = affine_map(move_to(x, self.in_shape, self.out_shape), self.weight, self.bias)
-            return from_map(y, self.out_shape)
-        out_hw = spatial(self.out_shape)
+        # map first when moving to B's positions multiplies them (fewer positions to map), else move first;
+        # for flat and conv layers the move is exactly :func:`resize_to`
         x = as_map(h)
-        if x.shape[-2] * x.shape[-1] < out_hw[0] * out_hw[1]:  # upsampling: map first (fewer positions)
-            y = resize_to(affine_map(x, self.weight, self.bias), out_hw)
+        if x.shape[-2] * x.shape[-1] < math.prod(spatial(self.out_shape)):
+            y = move_to(affine_map(x, self.weight, self.bias), self.in_shape, self.out_shape)
         else:
-            y = affine_map(resize_to(x, out_hw), self.weight, self.bias)
-        return y.flatten(1) if len(self.out_shape) == 1 else y
+            y = affine_map(move_to(x, self.in_shape, self.out_shape), self.weight, self.bias)
+        return from_map(y, self.out_shape)
 
 
 def stitch_inputs(h: torch.Tensor, out_shape: Shape) -> torch.Tensor:
@@ -250,9 +243,7 @@ def stitch_inputs(h: torch.Tensor, out_shape: Shape) -> torch.Tensor:
     Returns (N*P, C_in) with P B's positions (H*W, or T tokens), rows ordered sample-major,
     matching :func:`target_rows`.
     """
-    if h.dim() == 3 or is_tokens(out_shape):
-        return to_rows(move_to(as_map(h), tuple(h.shape[1:]), out_shape))
-    return to_rows(resize_to(h, spatial(out_shape)))
+    return to_rows(move_to(as_map(h), tuple(h.shape[1:]), out_shape))
 
 
 def to_rows(h: torch.Tensor) -> torch.Tensor:
