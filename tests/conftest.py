@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The test command runs pytest-xdist workers side by side (pyproject's addopts): one per core.
+# Each worker and the jobs it starts get one BLAS/OpenMP thread, or two workers that each spawn
+# a thread per core oversubscribe the CPU, and spinning OpenMP threads crawl. Set before any test
+# module imports numpy or torch; a value the caller exported wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 
 @pytest.fixture(scope="session")

@@ -38,11 +38,31 @@ _REFERENCE: dict[str, Path] = {}
 
 
 def reference_run(tmp_path_factory) -> Path:
-    """A workflow copy with the tiny experiment run locally to completion, once per session
-    (shared by test_slurm, test_resume and test_report). Do not modify its results."""
+    """A workflow copy with the tiny experiment run locally to completion, once per test command
+    (shared by test_pipeline_e2e, test_resume, test_report and test_slurm). Do not modify its results.
+
+    Under pytest-xdist every worker is its own pytest session: the first worker to ask runs the
+    experiment in the folder the workers share, under a file lock, and the others wait for it and
+    read the same results, so the tiny experiment is trained once per test command, not once per
+    worker. A failed run is recorded and reported to every later caller instead of being retried."""
+    from filelock import FileLock
+
     if "tiny" not in _REFERENCE:
-        wd = copy_workflow(tmp_path_factory.mktemp("reference"))
-        run_snakemake(wd, "--cores", "2", "--configfile", TINY_CONFIG)
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        wd = shared / "reference_tiny"
+        done, failed = shared / "reference_tiny.done", shared / "reference_tiny.failed"
+        with FileLock(str(shared / "reference_tiny.lock")):
+            if failed.exists():
+                raise AssertionError(f"the shared reference run failed in another worker:\n{failed.read_text()}")
+            if not done.exists():
+                try:
+                    copy_workflow(wd)
+                    run_snakemake(wd, "--cores", "2", "--configfile", TINY_CONFIG)
+                except BaseException as e:
+                    failed.write_text(str(e)[-12000:] or repr(e))
+                    raise
+                done.touch()
         _REFERENCE["tiny"] = wd
     return _REFERENCE["tiny"]
 
