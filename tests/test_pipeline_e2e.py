@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,11 @@ import pytest
 
 from repmatch.backbone.activations import ActivationCache
 from workflow_runs import TINY_CONFIG, dry_run_jobs, reference_run, run_snakemake
+
+
+def _snakemake_run_logs(folder: str, names: list[str]) -> list[str]:
+    """``shutil.copytree`` ignore: the ``.snakemake/log`` folder (run logs, not workflow state)."""
+    return ["log"] if Path(folder).name == ".snakemake" and "log" in names else []
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +62,9 @@ def test_rerun_has_nothing_to_do(finished_run):
 
 def test_deleting_a_checkpoint_reruns_only_that_models_downstream(finished_run, tmp_path):
     workdir = tmp_path / "copy"
-    shutil.copytree(finished_run, workdir, symlinks=True)  # copy2 keeps modification times
+    # copy2 keeps modification times. Snakemake's run logs stay behind: another xdist worker may be
+    # running --report in the shared reference, writing its log while this copies it.
+    shutil.copytree(finished_run, workdir, symlinks=True, ignore=_snakemake_run_logs)
     (workdir / "results" / "models" / "smallcnn_seed1" / "checkpoint.pt").unlink()
     jobs = dry_run_jobs(workdir, "--cores", "2", "--configfile", TINY_CONFIG)
     rules = [j["rule"] for j in jobs]
