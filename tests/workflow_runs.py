@@ -54,7 +54,7 @@ def reference_run(tmp_path_factory) -> Path:
         done, failed = shared / "reference_tiny.done", shared / "reference_tiny.failed"
         with FileLock(str(shared / "reference_tiny.lock")):
             if failed.exists():
-                raise AssertionError(f"the shared reference run failed in another worker:\n{failed.read_text()}")
+                raise AssertionError(f"the shared reference run of the tiny workflow failed earlier in this test command:\n{failed.read_text()}")
             if not done.exists():
                 try:
                     copy_workflow(wd)
