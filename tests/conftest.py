@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The test command runs pytest-xdist workers side by side (pyproject's addopts): one per core.
+# The test command runs two pytest-xdist workers side by side (pyproject's addopts) on 2-core machines.
 # Each worker and the jobs it starts get one BLAS/OpenMP thread, or two workers that each spawn
 # a thread per core oversubscribe the CPU, and spinning OpenMP threads crawl. Set before any test
 # module imports numpy or torch; a value the caller exported wins.
