@@ -140,7 +140,7 @@ def test_ties_within_tolerance_are_never_significant_and_untested_offenders_are_
     msti = more_similar_than_itself(scores).set_index(["direction", "layer"])
     assert msti.loc[("column", "l1"), ["n_better", "n_ties"]].tolist() == [0, 1]
     assert msti.loc[("column", "l1"), "n_better_significant"] == 0  # nothing to test
-    # (1, 0) = 0.95 beats (0, 0) = 0.9 on column l0: a raw offender without a p-value (stitching: not yet tested)
+    # (1, 0) = 0.95 beats (0, 0) = 0.9 on column l0: a raw offender without a p-value (a table without McNemar columns)
     assert msti.loc[("column", "l0"), "n_better"] == 1 and np.isnan(msti.loc[("column", "l0"), "n_better_significant"])
     assert set(msti["test"]) == {"none"}
     summary = more_similar_summary(msti.reset_index())

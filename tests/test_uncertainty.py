@@ -85,6 +85,69 @@ def test_gather_path_handles_per_position_and_matches_weighted_on_gap():
     np.testing.assert_allclose(pp.replicates["linear_cka"][0], fwd["linear_cka"], atol=1e-12)
 
 
+def _row_cosine(x: np.ndarray, y: np.ndarray) -> float:
+    """An asymmetric user measure with no resampled form: mean cosine of x's rows with y's first columns."""
+    k = min(x.shape[1], y.shape[1])
+    a, b = x[:, :k] - x[:, :k].mean(0), y[:, :k] - y[:, :k].mean(0)
+    return float(np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
+
+
+def test_measure_without_resampled_form_gets_intervals_from_the_generic_form():
+    """A registered measure without a resampled form (here a user measure) is bootstrapped by the grid
+    engine on each resample's rows, beside built-in measures that keep their resampled forms (whose
+    replicates do not change by the company)."""
+    from repmatch.similarity import MEASURES, SimilarityInputError
+    from repmatch.similarity.user import make_user_measure, register_user_measure
+
+    props = {"symmetric": False, "larger_is_similar": True, "identity_value": 1.0, "invariances": []}
+    before = dict(MEASURES)
+    register_user_measure(make_user_measure("row_cosine", _row_cosine, props))
+    try:
+        a, b = _net(1, n=60), _net(2, n=60, widths=(4, 6, 3))
+        ms = ["linear_cka", "row_cosine", "pwcca"]
+        res = bootstrap_similarity_grids(a, b, ms, n_boot=3, seed=5, params=PARAMS, reverse=True)
+        alone = bootstrap_similarity_grids(a, b, ["linear_cka", "pwcca"], n_boot=3, seed=5, params=PARAMS, reverse=True)
+        assert res.path == "weighted+gather" and alone.path == "weighted"
+        assert set(res.backward) == {"row_cosine", "pwcca"}
+        for m in ("linear_cka", "pwcca"):
+            np.testing.assert_array_equal(res.replicates[m], alone.replicates[m])
+        np.testing.assert_array_equal(res.backward["pwcca"], alone.backward["pwcca"])
+        for k, rows in enumerate(res.indices):
+            ga, gb = {n: v[rows] for n, v in a.items()}, {n: v[rows] for n, v in b.items()}
+            want = np.array([[_row_cosine(x.astype(np.float64), y.astype(np.float64)) for y in gb.values()] for x in ga.values()])
+            np.testing.assert_allclose(res.replicates["row_cosine"][k], want, rtol=0, atol=1e-12)
+            back = np.array([[_row_cosine(y.astype(np.float64), x.astype(np.float64)) for x in ga.values()] for y in gb.values()])
+            np.testing.assert_allclose(res.backward["row_cosine"][k], back, rtol=0, atol=1e-12)
+        with pytest.raises(SimilarityInputError, match="row_cosine"):
+            bootstrap_similarity_grids(a, b, ms, n_boot=2, seed=5, path="weighted")
+    finally:
+        MEASURES.clear()
+        MEASURES.update(before)
+
+
+def test_minibatch_form_is_the_same_whatever_blocks_the_chunk_used():
+    """Minibatch CKA reads the chunk's per-block products when the chunk formed them over its own
+    minibatches, and forms them itself otherwise: the same numbers either way."""
+    import torch
+
+    from repmatch.similarity.cka import minibatch_cka_resampled
+    from repmatch.similarity.context import GridContext
+    from repmatch.similarity.resampled import ResampleChunk, ResampleSet, row_blocks
+
+    a, b = _net(1), _net(2, widths=(4, 6, 3))
+    xa = [torch.as_tensor(v, dtype=torch.float64) for v in a.values()]
+    xb = [torch.as_tensor(v, dtype=torch.float64) for v in b.values()]
+    rs = ResampleSet([x - x.mean(0) for x in xa], [x - x.mean(0) for x in xb], [1e-7] * 4, [1e-7] * 3, same=False)
+    idx = bootstrap_indices(90, 3, seed=2)
+    rows, w = torch.as_tensor(idx), torch.as_tensor(bootstrap_counts(idx, 90))
+    ctx = GridContext(PARAMS)
+    own, _ = minibatch_cka_resampled(ResampleChunk(rs, rows, w, row_blocks(90, 25)), ctx, False)
+    other, _ = minibatch_cka_resampled(ResampleChunk(rs, rows, w, [slice(0, 90)]), ctx, False)
+    torch.testing.assert_close(own, other, rtol=0, atol=0)
+    res = bootstrap_similarity_grids(a, b, ["minibatch_cka"], n_boot=3, seed=2, params=PARAMS)
+    np.testing.assert_array_equal(res.replicates["minibatch_cka"], own.numpy())
+
+
 def test_interval_table_rows_match_similarity_table_and_bracket_the_point():
     a, b = _net(1, n=150), _net(2, n=150, widths=(4, 6, 3))
     ms = ["linear_cka", "pwcca", "linear_regression"]
