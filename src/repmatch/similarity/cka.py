@@ -12,6 +12,12 @@ with K~ = K - diag(K), a = diag(K), u = K~ 1,
   tr(K~ L~) = ||X^T Y||_F^2 - a.b,   1'K~1 = ||X^T 1||^2 - sum(a),   u = X (X^T 1) - a.
 Minibatch CKA (Nguyen et al. 2021) sums HSIC_1 over minibatches before forming the ratio, so it
 needs only one minibatch of the Gram matrix at a time.
+
+Each measure's resampled form (its bootstrap replicates, :mod:`.resampled`) follows its grid
+function's maths on the resample's centred moments: linear CKA from ||C_ij||_F^2, the unbiased
+estimators from the same :func:`hsic1` (centred rows: u = -a, 1'K~1 = -sum a), minibatch CKA per
+minibatch of the sorted resampled rows, RBF CKA from the original pairwise distances re-weighted
+by the row multiplicities (:class:`RbfDistances`).
 """
 
 from __future__ import annotations
