@@ -35,13 +35,13 @@ import torch
 from repmatch.settings import section_settings
 from repmatch.similarity import (
     DegenerateInputError,
+    bootstrap_similarity_grids,
     get_measure,
     similarity,
     similarity_grids,
 )
 from repmatch.uncertainty import (
     bootstrap_indices,
-    bootstrap_similarity_grids,
     percentile_interval,
 )
 

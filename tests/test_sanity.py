@@ -140,11 +140,63 @@ def test_ties_within_tolerance_are_never_significant_and_untested_offenders_are_
     msti = more_similar_than_itself(scores).set_index(["direction", "layer"])
     assert msti.loc[("column", "l1"), ["n_better", "n_ties"]].tolist() == [0, 1]
     assert msti.loc[("column", "l1"), "n_better_significant"] == 0  # nothing to test
-    # (1, 0) = 0.95 beats (0, 0) = 0.9 on column l0: a raw offender without a p-value (stitching: not yet tested)
+    # (1, 0) = 0.95 beats (0, 0) = 0.9 on column l0: a raw offender without a p-value (a table without McNemar columns)
     assert msti.loc[("column", "l0"), "n_better"] == 1 and np.isnan(msti.loc[("column", "l0"), "n_better_significant"])
     assert set(msti["test"]) == {"none"}
     summary = more_similar_summary(msti.reset_index())
     assert summary["n_better"].sum() == 2 and summary["n_better_significant"].isna().all()
+
+
+def test_distance_measure_flips_the_direction():
+    """procrustes_distance: smaller is more similar, so a smaller off-diagonal value is the offender."""
+    from repmatch.uncertainty.significance import counterpart_pvalues
+
+    point = np.array([[0.0, 0.5], [0.9, 0.6]])  # column l1: A.l0 (0.5) is *closer* to B.l1 than A.l1 (0.6)
+    reps = point + np.random.default_rng(0).normal(0, 1e-3, (50, 2, 2))
+    p_col, p_row = counterpart_pvalues(reps, ["l0", "l1"], ["l0", "l1"], larger_is_similar=False)
+    cells = {(i, j): point[i, j] for i in range(2) for j in range(2)}
+    table = _table(cells, method="procrustes_distance", p_column={c: p_col[c] for c in cells}, p_row={c: p_row[c] for c in cells})
+    msti = more_similar_than_itself(similarity_scores(table), alpha=0.05)
+    fwd = msti[msti["model_a"] == "m_seed0"].set_index(["direction", "layer"])
+    assert fwd.loc[("column", "l1"), ["n_better", "n_better_significant"]].tolist() == [1, 1]
+    assert fwd.loc[("column", "l1"), "better_layers"] == "l0"
+    assert fwd.loc[("column", "l0"), "n_better"] == 0 and fwd.loc[("row", "l1"), "n_better"] == 0
+
+
+def test_stitching_tie_is_not_significant_but_a_real_gap_is():
+    """The stitching grid's McNemar p-values (per-image correctness of both cells on the same test
+    images) through the one "more similar than itself" implementation: 0.975 vs 0.973 on 1000 test
+    images is a raw offender, not a significant one (one image apart would be a tie); 0.990 vs 0.950 is."""
+    from repmatch.stitching.grid import accuracy_uncertainty
+    from repmatch.stitching.network import Cell
+
+    n = 1000
+    unc = section_settings("uncertainty", {"mcnemar": "midp"})
+
+    def msti_of(correct: dict[tuple[int, int], np.ndarray]) -> pd.DataFrame:
+        per_image = {Cell("dm", f"l{i}", f"l{j}"): v for (i, j), v in correct.items()}
+        tests = accuracy_uncertainty(per_image, unc)
+        rows = [{"model_a": "m_seed0", "layer_a": c.layer_a, "index_a": int(c.layer_a[1]), "model_b": "m_seed0",
+                 "layer_b": c.layer_b, "index_b": int(c.layer_b[1]), "method": c.method, "metric": "accuracy",
+                 "value": float(v.mean()), "ci_low": tests[c][0], "ci_high": tests[c][1], "p_column": tests[c][2],
+                 "p_row": tests[c][3]} for c, v in per_image.items()]  # fmt: skip
+        return more_similar_than_itself(stitching_scores(pd.DataFrame(rows), n), alpha=0.05).set_index(["direction", "layer"])
+
+    diag = np.arange(n) < 973
+    tie = np.zeros(n, dtype=bool)
+    tie[:970] = True
+    tie[973:978] = True  # 970 shared, 5 right only here, 3 right only on the diagonal: 975 vs 973
+    correct = {(0, 0): np.ones(n, dtype=bool), (1, 1): diag, (0, 1): tie, (1, 0): np.arange(n) < 900}
+    col = msti_of(correct).loc[("column", "l1")]
+    assert col["n_better"] == 1 and col["better_layers"] == "l0" and col["n_better_significant"] == 0
+    # one-sided mid-p by hand: X ~ Bin(8, 1/2), b = 5: P(X > 5) + P(X = 5)/2 = (28 + 8 + 1)/256 + 56/512 = 130/512
+    assert col["p_min_adjusted"] == pytest.approx(130 / 512)  # the only test of its group: Holm leaves it
+    one_apart = {**correct, (0, 1): np.arange(n) < 974}
+    col = msti_of(one_apart).loc[("column", "l1")]
+    assert (col["n_better"], col["n_ties"], col["n_better_significant"]) == (0, 1, 0)
+    strong = {**correct, (1, 1): np.arange(n) < 950, (0, 1): np.arange(n) < 990}
+    col = msti_of(strong).loc[("column", "l1")]
+    assert col["n_better"] == 1 and col["n_better_significant"] == 1
 
 
 # --- specificity ------------------------------------------------------------------------------------
@@ -204,7 +256,7 @@ def test_within_vs_cross_is_nan_without_within_pairs():
 
 @pytest.mark.parametrize("larger", [True, False])
 def test_counterpart_pvalues_match_a_naive_count(larger):
-    from repmatch.uncertainty.similarity_bootstrap import counterpart_pvalues
+    from repmatch.uncertainty.significance import counterpart_pvalues
 
     rng = np.random.default_rng(3)
     reps = rng.normal(size=(40, 3, 4))

@@ -1,4 +1,6 @@
-"""Issue 14: bootstrap of the similarity grids, intervals, and the tests behind the sanity claims."""
+"""The similarity bootstrap (repmatch.similarity.bootstrap: resampled forms against the engine on the
+resampled rows) and the generic statistics of repmatch.uncertainty; the "more similar than itself"
+counts built on them are tested in test_sanity.py."""
 
 from __future__ import annotations
 
@@ -6,22 +8,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from repmatch.similarity import similarity_grids, similarity_table
+from repmatch.similarity import bootstrap_similarity_grids, interval_table, similarity_grids, similarity_table
 from repmatch.uncertainty import (
     across_pairs,
     binomial_test_vs_chance,
     bootstrap_counts,
     bootstrap_indices,
     bootstrap_mean_interval,
-    bootstrap_similarity_grids,
     clopper_pearson_interval,
     holm,
-    interval_table,
     mcnemar_one_sided_pvalue,
     mcnemar_pvalue,
     mcnemar_test,
-    more_similar_than_itself_counts,
-    more_similar_than_itself_stitching,
     paired_bootstrap_pvalue,
     percentile_interval,
     permutation_test,
@@ -85,6 +83,69 @@ def test_gather_path_handles_per_position_and_matches_weighted_on_gap():
     fwd, _ = similarity_grids({k: v[rows] for k, v in a.items()}, {k: v[rows] for k, v in b.items()}, ["linear_cka"],
                               "per_position")
     np.testing.assert_allclose(pp.replicates["linear_cka"][0], fwd["linear_cka"], atol=1e-12)
+
+
+def _row_cosine(x: np.ndarray, y: np.ndarray) -> float:
+    """An asymmetric user measure with no resampled form: mean cosine of x's rows with y's first columns."""
+    k = min(x.shape[1], y.shape[1])
+    a, b = x[:, :k] - x[:, :k].mean(0), y[:, :k] - y[:, :k].mean(0)
+    return float(np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
+
+
+def test_measure_without_resampled_form_gets_intervals_from_the_generic_form():
+    """A registered measure without a resampled form (here a user measure) is bootstrapped by the grid
+    engine on each resample's rows, beside built-in measures that keep their resampled forms (whose
+    replicates do not change by the company)."""
+    from repmatch.similarity import MEASURES, SimilarityInputError
+    from repmatch.similarity.user import make_user_measure, register_user_measure
+
+    props = {"symmetric": False, "larger_is_similar": True, "identity_value": 1.0, "invariances": []}
+    before = dict(MEASURES)
+    register_user_measure(make_user_measure("row_cosine", _row_cosine, props))
+    try:
+        a, b = _net(1, n=60), _net(2, n=60, widths=(4, 6, 3))
+        ms = ["linear_cka", "row_cosine", "pwcca"]
+        res = bootstrap_similarity_grids(a, b, ms, n_boot=3, seed=5, params=PARAMS, reverse=True)
+        alone = bootstrap_similarity_grids(a, b, ["linear_cka", "pwcca"], n_boot=3, seed=5, params=PARAMS, reverse=True)
+        assert res.path == "weighted+gather" and alone.path == "weighted"
+        assert set(res.backward) == {"row_cosine", "pwcca"}
+        for m in ("linear_cka", "pwcca"):
+            np.testing.assert_array_equal(res.replicates[m], alone.replicates[m])
+        np.testing.assert_array_equal(res.backward["pwcca"], alone.backward["pwcca"])
+        for k, rows in enumerate(res.indices):
+            ga, gb = {n: v[rows] for n, v in a.items()}, {n: v[rows] for n, v in b.items()}
+            want = np.array([[_row_cosine(x.astype(np.float64), y.astype(np.float64)) for y in gb.values()] for x in ga.values()])
+            np.testing.assert_allclose(res.replicates["row_cosine"][k], want, rtol=0, atol=1e-12)
+            back = np.array([[_row_cosine(y.astype(np.float64), x.astype(np.float64)) for x in ga.values()] for y in gb.values()])
+            np.testing.assert_allclose(res.backward["row_cosine"][k], back, rtol=0, atol=1e-12)
+        with pytest.raises(SimilarityInputError, match="row_cosine"):
+            bootstrap_similarity_grids(a, b, ms, n_boot=2, seed=5, path="weighted")
+    finally:
+        MEASURES.clear()
+        MEASURES.update(before)
+
+
+def test_minibatch_form_is_the_same_whatever_blocks_the_chunk_used():
+    """Minibatch CKA reads the chunk's per-block products when the chunk formed them over its own
+    minibatches, and forms them itself otherwise: the same numbers either way."""
+    import torch
+
+    from repmatch.similarity.cka import minibatch_cka_resampled
+    from repmatch.similarity.context import GridContext
+    from repmatch.similarity.resampled import ResampleChunk, ResampleSet, row_blocks
+
+    a, b = _net(1), _net(2, widths=(4, 6, 3))
+    xa = [torch.as_tensor(v, dtype=torch.float64) for v in a.values()]
+    xb = [torch.as_tensor(v, dtype=torch.float64) for v in b.values()]
+    rs = ResampleSet([x - x.mean(0) for x in xa], [x - x.mean(0) for x in xb], [1e-7] * 4, [1e-7] * 3, same=False)
+    idx = bootstrap_indices(90, 3, seed=2)
+    rows, w = torch.as_tensor(idx), torch.as_tensor(bootstrap_counts(idx, 90))
+    ctx = GridContext(PARAMS)
+    own, _ = minibatch_cka_resampled(ResampleChunk(rs, rows, w, row_blocks(90, 25)), ctx, False)
+    other, _ = minibatch_cka_resampled(ResampleChunk(rs, rows, w, [slice(0, 90)]), ctx, False)
+    torch.testing.assert_close(own, other, rtol=0, atol=0)
+    res = bootstrap_similarity_grids(a, b, ["minibatch_cka"], n_boot=3, seed=2, params=PARAMS)
+    np.testing.assert_array_equal(res.replicates["minibatch_cka"], own.numpy())
 
 
 def test_interval_table_rows_match_similarity_table_and_bracket_the_point():
@@ -154,57 +215,6 @@ def test_linear_cka_interval_covers_population_value():
     assert covered >= 180, covered
 
 
-# --- "more similar than itself" ------------------------------------------------------------------
-
-
-def _tie_nets(seed: int, n: int = 300) -> tuple[dict, dict]:
-    """Column 1 is a planted tie: a_0 and a_1 relate to b_1 identically in the population
-    (the same signal plus independent noise of equal size); column 0 has a clear winner (b_0 ~ a_0)."""
-    rng = np.random.default_rng(seed)
-    z, e0, e1 = rng.standard_normal((n, 4)), rng.standard_normal((n, 4)), rng.standard_normal((n, 4))
-    a = {"l0": z + e0, "l1": z + e1}
-    b = {"l0": z + e0 + 0.05 * rng.standard_normal((n, 4)), "l1": z + 0.8 * rng.standard_normal((n, 4))}
-    return a, b
-
-
-def test_planted_tie_raw_count_one_significant_zero():
-    found = None
-    for seed in range(50):
-        a, b = _tie_nets(seed)
-        point, _ = similarity_grids(a, b, ["linear_cka"])
-        g = point["linear_cka"]
-        if g[0, 1] > g[1, 1]:  # a_0 beats the "diagonal" a_1 on column b_1 by chance
-            found = (seed, a, b, g)
-            break
-    assert found is not None
-    seed, a, b, g = found
-    res = bootstrap_similarity_grids(a, b, ["linear_cka"], n_boot=500, seed=seed)
-    counts = more_similar_than_itself_counts(g, res.replicates["linear_cka"], alpha=0.05)
-    assert counts.raw == 1 and counts.raw_cells == [(0, 1)]
-    assert counts.significant == 0
-    assert counts.p_adjusted[0, 1] > 0.05
-
-
-def test_planted_real_difference_is_significant():
-    """Power check: when a_0 is truly closer to b_1 than a_1 is, the count is significant."""
-    rng = np.random.default_rng(5)
-    n = 300
-    z = rng.standard_normal((n, 4))
-    a = {"l0": z + 0.3 * rng.standard_normal((n, 4)), "l1": z + 1.5 * rng.standard_normal((n, 4))}
-    b = {"l0": a["l0"] + 0.05 * rng.standard_normal((n, 4)), "l1": z + 0.3 * rng.standard_normal((n, 4))}
-    point, _ = similarity_grids(a, b, ["linear_cka"])
-    res = bootstrap_similarity_grids(a, b, ["linear_cka"], n_boot=300, seed=0)
-    counts = more_similar_than_itself_counts(point["linear_cka"], res.replicates["linear_cka"])
-    assert counts.raw == 1 and counts.significant == 1
-
-
-def test_distance_measure_flips_the_direction():
-    point = np.array([[0.0, 0.5], [0.9, 0.6]])  # distances: column 1, row 0 (0.5) is *closer* than the diagonal (0.6)
-    reps = np.broadcast_to(point, (50, 2, 2)) + np.random.default_rng(0).normal(0, 1e-3, (50, 2, 2))
-    c = more_similar_than_itself_counts(point, reps, larger_is_similar=False)
-    assert c.raw == 1 and c.significant == 1 and c.raw_cells == [(0, 1)]
-
-
 # --- McNemar, Holm, binomial, permutation --------------------------------------------------------
 
 
@@ -228,29 +238,12 @@ def test_mcnemar_hand_computed():
         mcnemar_test(np.array([0, 2]), np.array([1, 1]))
 
 
-def test_stitching_tie_is_not_significant_but_a_real_gap_is():
-    """The README's case: 0.974 vs 0.973 on 1000 test images (1 image apart) is a raw offender, not a
-    significant one; 0.990 vs 0.950 on the same images is significant."""
-    n = 1000
-    diag = np.zeros(n, dtype=bool)
-    diag[:973] = True
-    tie = np.zeros(n, dtype=bool)
-    tie[:970] = True
-    tie[973:977] = True  # 970 shared, 4 right only here, 3 right only on the diagonal: 974 vs 973
-    correct = np.ones((2, 2, n), dtype=bool)
-    correct[1, 1] = diag
-    correct[0, 1] = tie
-    correct[1, 0] = np.arange(n) < 900
-    res = more_similar_than_itself_stitching(correct)
-    assert res.raw == 1 and res.raw_cells == [(0, 1)] and res.significant == 0
-    # one-sided mid-p by hand: X ~ Bin(7, 1/2), b = 4: P(X > 4) + P(X = 4)/2 = (21 + 7 + 1)/128 + 35/256 = 93/256
-    assert res.p_values[0, 1] == pytest.approx(93 / 256)
+def test_mcnemar_one_sided_hand_computed():
+    """b = 4 right only in the first cell, c = 3 only in the second: X ~ Bin(7, 1/2).
+    exact P(X >= 4) = (35 + 21 + 7 + 1)/128; mid-p P(X > 4) + P(X = 4)/2 = (21 + 7 + 1)/128 + 35/256 = 93/256."""
     assert mcnemar_one_sided_pvalue(4, 3, "exact") == pytest.approx((35 + 21 + 7 + 1) / 128)
-    strong = correct.copy()
-    strong[1, 1] = np.arange(n) < 950
-    strong[0, 1] = np.arange(n) < 990
-    res = more_similar_than_itself_stitching(strong)
-    assert res.raw == 1 and res.significant == 1
+    assert mcnemar_one_sided_pvalue(4, 3, "midp") == pytest.approx(93 / 256)
+    assert mcnemar_one_sided_pvalue(0, 0) == 1.0
 
 
 def test_holm_hand_computed_and_nan():

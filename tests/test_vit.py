@@ -370,7 +370,7 @@ def test_stitch_pair_grid_on_a_vit(nets, data):
 
 def test_similarity_bootstrap_on_token_layers_equals_the_pooled_arrays():
     """The bootstrap sees token layers through the same switch: mean / cls tokens equal pre-pooled (n, D) arrays."""
-    from repmatch.uncertainty.similarity_bootstrap import bootstrap_similarity_grids
+    from repmatch.similarity.bootstrap import bootstrap_similarity_grids
 
     a, b = {"x": _tokens(n=30, seed=0)}, {"y": _tokens(n=30, d=5, seed=1)}
     for mode, pool in (("mean", lambda t: t.mean(1)), ("cls", lambda t: t[:, 0])):

@@ -12,10 +12,14 @@ which two values are a tie (:func:`similarity_scores`, :func:`stitching_scores`,
   tolerance are *ties*, counted apart (one test sample for stitched accuracy; 1e-9 relative
   for indices).
   Raw counts are point-estimate comparisons; ``n_better_significant`` counts only the better
-  cells whose one-sided paired-bootstrap p-value (``p_column`` / ``p_row`` of the similarity
-  table) survives the correction (Holm over the candidates of the group that carry a p-value)
-  at ``alpha``; it is NaN where a better cell has no p-value (no bootstrap, stitching until
-  per-image predictions are kept).
+  cells whose one-sided p-value of "beats the counterpart" (``p_column`` / ``p_row`` of the
+  family's table) survives the correction (Holm over the candidates of the group that carry a
+  p-value) at ``alpha``. Where the p-values come from: similarity, a paired bootstrap over probe
+  resamples (``repmatch.similarity.bootstrap``); stitched accuracy, a one-sided McNemar test on
+  the per-image correctness of both cells on the same test images
+  (``repmatch.stitching.grid.accuracy_uncertainty``). It is NaN where a better cell has no
+  p-value: similarity without bootstrap (``uncertainty.bootstrap = 0`` or a measure left out of
+  ``bootstrap_measures``), stitching's ``repr_diff`` and subspace match (no test).
 * **specificity** (Kornblith et al. 2019, Sec. 6.1): over every ordered pair of different
   networks, how often a layer's best-scoring partner is its architectural counterpart; chance
   is 1 / the number of candidate layers. With a Wilson interval and the one-sided exact
@@ -110,7 +114,9 @@ def more_similar_than_itself(scores: pd.DataFrame, *, alpha: float | None = None
     estimates); ``n_better_significant``: those whose one-sided p-value (``p_column`` for the
     column direction, ``p_row`` for the row direction), corrected over the group's candidates
     that carry a p-value (``correction``: Holm or none), is <= ``alpha``. NaN when a raw better
-    cell has no p-value (then ``test`` is ``none``). Ties are never significant.
+    cell has no p-value. Ties are never significant. ``test``: ``paired_bootstrap`` when some
+    candidate of the group carries a p-value, ``none`` otherwise; the label is the same for
+    stitched accuracy, whose p-values are McNemar tests (see the module docstring).
     """
     from .uncertainty.significance import holm
 

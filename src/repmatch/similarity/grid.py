@@ -26,7 +26,7 @@ from .stats import LayerStats
 
 #: The point-estimate columns (the pair stage adds the bootstrap columns, ``repmatch.tables.BOOTSTRAP_COLUMNS``).
 TABLE_COLUMNS = [c for c in COLUMNS["similarity"] if c not in BOOTSTRAP_COLUMNS]
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def _defaults() -> SimilaritySettings:
@@ -34,14 +34,16 @@ def _defaults() -> SimilaritySettings:
     return section_settings("similarity")
 
 
-def _source_eps(arr: Any) -> float:
+def source_eps(arr: Any) -> float:
+    """Machine epsilon of the data as stored (float32 activations keep fp32 rounding after conversion)."""
     dt = getattr(arr, "dtype", None)
     if isinstance(dt, torch.dtype):
         return float(torch.finfo(dt).eps)
     return float(np.finfo(np.dtype(dt)).eps) if dt is not None and np.issubdtype(np.dtype(dt), np.floating) else float(np.finfo(np.float64).eps)
 
 
-def _check_inputs(acts_a: Mapping[str, Any], acts_b: Mapping[str, Any], conv_mode: str, on_degenerate: str) -> int:
+def check_inputs(acts_a: Mapping[str, Any], acts_b: Mapping[str, Any], conv_mode: str, on_degenerate: str) -> int:
+    """The probe-row count of two models' activations; a clear error for a bad mode or mismatched rows."""
     if conv_mode not in CONV_MODES:
         raise SimilarityInputError(f"unknown conv_mode {conv_mode!r}; choose one of {list(CONV_MODES)}")
     if on_degenerate not in ("nan", "error"):
@@ -52,6 +54,15 @@ def _check_inputs(acts_a: Mapping[str, Any], acts_b: Mapping[str, Any], conv_mod
     if len(set(rows.values())) != 1:
         raise SimilarityInputError(f"all layers must hold the same probe samples; sample counts differ: {rows}")
     return next(iter(rows.values()))
+
+
+def measure_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every measure parameter: ``params`` over the ``similarity`` section's defaults; unknown keys are an error."""
+    known = {p for m in MEASURES.values() for p in m.params}
+    unknown = sorted(set(params or {}) - known)
+    if unknown:
+        raise SimilarityInputError(f"unknown measure parameters {unknown}; known: {sorted(known)}")
+    return {**_defaults().measure_params, **(params or {})}
 
 
 class _StatsCache:
@@ -65,7 +76,7 @@ class _StatsCache:
         key = (side, name, view)
         if key not in self._cache:
             x = to_matrix(arr, view, self.device, self.dtype)
-            self._cache[key] = LayerStats(x, name=name, source_eps=_source_eps(arr), normalise=view.normalise)
+            self._cache[key] = LayerStats(x, name=name, source_eps=source_eps(arr), normalise=view.normalise)
         return self._cache[key]
 
 
@@ -98,15 +109,11 @@ def similarity_grids(
     token_mode = defaults.token_mode if token_mode is None else token_mode
     on_degenerate = defaults.on_degenerate if on_degenerate is None else on_degenerate
     dtype = defaults.precision if dtype is None else dtype
-    _check_inputs(acts_a, acts_b, conv_mode, on_degenerate)
+    check_inputs(acts_a, acts_b, conv_mode, on_degenerate)
     resolved = check_measures(measures)
-    known = {p for m in MEASURES.values() for p in m.params}
-    unknown = sorted(set(params or {}) - known)
-    if unknown:
-        raise SimilarityInputError(f"unknown measure parameters {unknown}; known: {sorted(known)}")
-    params = {**defaults.measure_params, **(params or {})}
-    if dtype not in _DTYPES:
-        raise SimilarityInputError(f"precision must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    params = measure_params(params)
+    if dtype not in DTYPES:
+        raise SimilarityInputError(f"precision must be one of {sorted(DTYPES)}, got {dtype!r}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     same = (acts_a is acts_b) if same_model is None else same_model
     names_a, names_b = list(acts_a), list(acts_b)
@@ -119,7 +126,7 @@ def similarity_grids(
         for j, sb in enumerate(shapes_b):
             groups.setdefault(pair_views(sa, sb, conv_mode, token_mode), []).append((i, j))
 
-    cache = _StatsCache(dev, _DTYPES[dtype])
+    cache = _StatsCache(dev, DTYPES[dtype])
     forward = {m.name: np.full((len(names_a), len(names_b)), np.nan) for m in resolved}
     backward = {m.name: np.full((len(names_b), len(names_a)), np.nan) for m in resolved if reverse and not m.symmetric}
     problems: list[str] = []

@@ -16,6 +16,7 @@ import torch
 
 from .context import GridContext
 from .linalg import blockwise_grid
+from .resampled import ResampleChunk, resampled_form, smaller_gram, sum_top_sqrt
 from .stats import LayerStats
 
 
@@ -38,3 +39,32 @@ def procrustes_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: Gri
 def procrustes_distance_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: GridContext) -> np.ndarray:
     """Squared orthogonal Procrustes distance of the centred, unit-norm layers: 2 - 2 ||X^T Y||_*."""
     return 2.0 - 2.0 * procrustes_grid(sa, sb, ctx)
+
+
+# --- resampled forms (the bootstrap: c resamples at once, from :class:`~.resampled.ResampleChunk`) ---------------
+
+
+def _procrustes_resampled(ch: ResampleChunk) -> torch.Tensor:
+    """||C_ij||_* / sqrt(tr C_ii tr C_jj) per resample (the unit-norm scaling folded into the traces)."""
+    def compute() -> torch.Tensor:
+        blocks = ch.blocks_ab
+        nuc = torch.empty(ch.c, len(blocks), len(blocks[0]), dtype=ch.cross.dtype, device=ch.cross.device)
+        for i, row in enumerate(blocks):
+            for j, blk in enumerate(row):
+                g = smaller_gram(blk)
+                nuc[:, i, j] = sum_top_sqrt(g, torch.full((ch.c,), g.shape[1], device=g.device))
+        return nuc / (ch.trace_a[:, :, None] * ch.trace_b[:, None, :]).sqrt()
+
+    return ch.memo("procrustes", compute)
+
+
+@resampled_form()
+def procrustes_resampled(ch: ResampleChunk, ctx: GridContext, backward: bool) -> tuple[torch.Tensor, None]:
+    """Procrustes similarity per resample."""
+    return _procrustes_resampled(ch), None
+
+
+@resampled_form()
+def procrustes_distance_resampled(ch: ResampleChunk, ctx: GridContext, backward: bool) -> tuple[torch.Tensor, None]:
+    """2 - 2 x the Procrustes similarity per resample (one decomposition for both measures)."""
+    return 2.0 - 2.0 * _procrustes_resampled(ch), None

@@ -3,7 +3,11 @@
 Why declare properties: one parametrised test checks every measure against exactly what it
 declares (symmetry, value on identical input, each invariance), the sanity tables know whether
 larger means more similar, and the Snakemake rules just iterate ``config["similarity"]["measures"]``.
-Adding a measure = writing its grid function and one :func:`register` call here.
+Adding a measure = writing its grid function and one :func:`register` call here. Its bootstrap
+intervals then come for free (the grid engine re-run on each resample's rows); a measure with a
+faster form on B resamples at once declares it next to its grid function (a
+:class:`~repmatch.similarity.resampled.ResampledForm` in the measure's module) and names it in
+``resampled_ref``.
 
 The registry itself imports neither torch nor the measure code (grid functions are named as
 ``"module:function"`` and imported on first use), so the sanity tables, the figures and the
@@ -37,6 +41,10 @@ class Measure:
     ``grid(stats_a, stats_b, ctx)`` returns the (len(a) x len(b)) float64 array of values; cells
     where the measure is undefined are NaN and reported through ``ctx.degenerate``.
     ``grid_ref`` names it as ``"module:function"`` relative to this package (or absolute).
+
+    ``resampled_ref`` (same naming) is the measure's resampled form: its replicates on a chunk of
+    bootstrap resamples at once (:mod:`.resampled`); None: the bootstrap recomputes ``grid`` on
+    each resample's rows (:mod:`.bootstrap`), so every measure gets intervals.
     """
 
     name: str
@@ -47,6 +55,7 @@ class Measure:
     identity_value: float
     invariances: frozenset[str]
     params: tuple[str, ...] = ()
+    resampled_ref: str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.invariances) - set(INVARIANCES)
@@ -55,9 +64,18 @@ class Measure:
 
     @property
     def grid(self) -> GridFn:
-        module, _, func = self.grid_ref.partition(":")
-        mod = importlib.import_module(module if "." in module else f"{__package__}.{module}")
-        return getattr(mod, func)
+        return _resolve(self.grid_ref)
+
+    @property
+    def resampled(self) -> Any:
+        """The :class:`~repmatch.similarity.resampled.ResampledForm`, or None (the generic per-resample grid)."""
+        return None if self.resampled_ref is None else _resolve(self.resampled_ref)
+
+
+def _resolve(ref: str) -> Any:
+    module, _, func = ref.partition(":")
+    mod = importlib.import_module(module if "." in module else f"{__package__}.{module}")
+    return getattr(mod, func)
 
 
 MEASURES: dict[str, Measure] = {}
@@ -93,41 +111,51 @@ _ORTH_SCALE_SHIFT = frozenset({"orthogonal", "isotropic_scaling", "translation"}
 register(Measure(
     "linear_cka", "cka:linear_cka_grid", "linear CKA (Kornblith et al. 2019)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT,
+    resampled_ref="cka:linear_cka_resampled",
 ))
 register(Measure(
     "rbf_cka", "cka:rbf_cka_grid", "RBF-kernel CKA, bandwidth = rbf_sigma x median distance",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT, params=("rbf_sigma",),
+    resampled_ref="cka:rbf_cka_resampled",
 ))
 register(Measure(
     "debiased_cka", "cka:debiased_cka_grid", "CKA with the unbiased HSIC estimator (Song et al. 2012)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT,
+    resampled_ref="cka:debiased_cka_resampled",
 ))
 register(Measure(
     "minibatch_cka", "cka:minibatch_cka_grid", "unbiased HSIC summed over minibatches (Nguyen et al. 2021)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT, params=("minibatch_size",),
+    resampled_ref="cka:minibatch_cka_resampled",
 ))
 register(Measure(
     "mean_cca", "cca:mean_cca_grid", "mean canonical correlation rho-bar",
     symmetric=True, larger_is_similar=True, identity_value=1.0,
     invariances=_ORTH_SCALE_SHIFT | {"invertible_linear"},
+    resampled_ref="cca:mean_cca_resampled",
 ))
 register(Measure(
     "svcca", "cca:svcca_grid", "SVCCA: top singular directions (svcca_variance), then mean CCA (Raghu et al. 2017)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT, params=("svcca_variance",),
+    resampled_ref="cca:svcca_resampled",
 ))
 register(Measure(
     "pwcca", "cca:pwcca_grid", "projection-weighted CCA (Morcos et al. 2018)",
     symmetric=False, larger_is_similar=True, identity_value=1.0, invariances=frozenset({"isotropic_scaling", "translation"}),
+    resampled_ref="cca:pwcca_resampled",
 ))
 register(Measure(
     "procrustes", "procrustes:procrustes_grid", "orthogonal Procrustes similarity ||X^T Y||_* of unit-norm layers",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT,
+    resampled_ref="procrustes:procrustes_resampled",
 ))
 register(Measure(
     "procrustes_distance", "procrustes:procrustes_distance_grid", "squared orthogonal Procrustes distance (Ding et al. 2021)",
     symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=_ORTH_SCALE_SHIFT,
+    resampled_ref="procrustes:procrustes_distance_resampled",
 ))
 register(Measure(
     "linear_regression", "regression:linear_regression_grid", "R^2 of a least-squares map from layer a to layer b",
     symmetric=False, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE_SHIFT | {"invertible_linear_a"},
+    resampled_ref="regression:linear_regression_resampled",
 ))

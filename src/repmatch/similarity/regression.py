@@ -15,6 +15,7 @@ import torch
 
 from .context import GridContext
 from .linalg import kernel_cross_grid
+from .resampled import ResampleChunk, resampled_form
 from .stats import LayerStats
 
 
@@ -33,3 +34,22 @@ def linear_regression_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], c
             )
             out[i, :] = np.nan
     return out
+
+
+# --- resampled form (the bootstrap: c resamples at once, from :class:`~.resampled.ResampleChunk`) ----------------
+
+
+@resampled_form()
+def linear_regression_resampled(ch: ResampleChunk, ctx: GridContext, backward: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """R^2 = ||W_i^T C_ij||_F^2 / tr C_jj per resample (W_i: the whitening of predictor i); NaN where the
+    predictor's rank is >= n - 1. ``backward``: predictor b_j, target a_i, from the same blocks."""
+    nan = float("nan")
+    res, res_b = ch.nan_grid(), ch.nan_grid(backward=True)
+    for i, row in enumerate(ch.blocks_ab):
+        for j, blk in enumerate(row):
+            fw = (ch.whitening_a[i][0].transpose(1, 2) @ blk).square().sum((1, 2)) / ch.trace_b[:, j]
+            res[:, i, j] = torch.where(ch.whitening_a[i][1] >= ch.n - 1, torch.full_like(fw, nan), fw)
+            if backward:
+                bw = (blk @ ch.whitening_b[j][0]).square().sum((1, 2)) / ch.trace_a[:, i]
+                res_b[:, j, i] = torch.where(ch.whitening_b[j][1] >= ch.n - 1, torch.full_like(bw, nan), bw)
+    return res, (res_b if backward else None)

@@ -28,7 +28,7 @@ def pair_stage(
     """One model pair: every configured measure on every layer pair, written as parquet.
 
     With ``uncertainty.bootstrap`` > 0 the probe rows are resampled (one shared set of resamples
-    for every layer and measure of the pair, :func:`repmatch.uncertainty.bootstrap_similarity_grids`)
+    for every layer and measure of the pair, :func:`repmatch.similarity.bootstrap_similarity_grids`)
     and every cell gets ``ci_low, ci_high, n_boot, p_column, p_row`` (``repmatch.tables.BOOTSTRAP_COLUMNS``);
     measures left out (``uncertainty.bootstrap_measures``) or ``bootstrap = 0`` give NaN and ``n_boot = 0``.
     """
@@ -65,7 +65,7 @@ def add_bootstrap_columns(
     settings: SimilaritySettings, uncertainty: UncertaintySettings, device: object, log: logging.Logger,
 ) -> pd.DataFrame:  # fmt: skip
     """The point table with ``repmatch.tables.BOOTSTRAP_COLUMNS`` merged in (one-to-one on keys + method)."""
-    from ..uncertainty.similarity_bootstrap import bootstrap_similarity_grids, uncertainty_table
+    from .bootstrap import bootstrap_similarity_grids, uncertainty_table
     from .registry import get_measure
 
     measures = uncertainty.bootstrapped(settings.measures)

@@ -7,13 +7,17 @@
   from the *same* probe resamples: the bootstrap distribution of their difference.
 * :func:`holm` — Holm's step-down correction (controls the family-wise error rate, valid under
   any dependence; uniformly more powerful than Bonferroni).
-* :func:`more_similar_than_itself_counts` — raw and significant "more similar than itself" counts.
+* :func:`counterpart_pvalues` — per cell of a grid of paired bootstrap replicates, the p-values of
+  "beats its column's / row's counterpart" (the similarity tables' ``p_column``, ``p_row``); the
+  "more similar than itself" counts built on them are ``repmatch.sanity.more_similar_than_itself``.
+* :func:`mcnemar_one_sided_pvalue` — the same question for two stitched cells (``repmatch.stitching``).
 * :func:`binomial_test_vs_chance` — specificity accuracy k of n against its chance level.
 * :func:`permutation_test` — within-seed vs cross-seed values of an index (difference of means).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +69,21 @@ def mcnemar_pvalue(b: int, c: int, method: str = "midp") -> float:
     if method == "exact":
         return float(min(1.0, 2.0 * stats.binom.cdf(k, m, 0.5)))
     return float(min(1.0, 2.0 * stats.binom.cdf(k, m, 0.5) - stats.binom.pmf(k, m, 0.5)))
+
+
+def mcnemar_one_sided_pvalue(b: int, c: int, method: str = "midp") -> float:
+    """One-sided McNemar p-value of H0 "the first cell is not more accurate" (b = right only in the first).
+
+    exact: P(X >= b), X ~ Bin(b + c, 1/2); mid-p: P(X > b) + P(X = b) / 2. No discordant images: 1.
+    """
+    if method not in ("exact", "midp"):
+        raise ValueError(f"method must be 'exact' or 'midp', got {method!r}")
+    m = b + c
+    if m == 0:
+        return 1.0
+    if method == "exact":
+        return float(stats.binom.sf(b - 1, m, 0.5))
+    return float(stats.binom.sf(b, m, 0.5) + 0.5 * stats.binom.pmf(b, m, 0.5))
 
 
 # --- multiple comparisons ------------------------------------------------------------------------
@@ -123,119 +142,38 @@ def paired_bootstrap_pvalue(rep_x: np.ndarray, rep_y: np.ndarray, alternative: s
     return np.where(nv > 0, p, np.nan)
 
 
-@dataclass(frozen=True)
-class SelfSimilarityCounts:
-    """"More similar than itself" for one grid: per reference layer (column) i, does some j != i beat (i, i)?
+def counterpart_pvalues(replicates: np.ndarray, layers_a: Sequence[str], layers_b: Sequence[str], *,
+                        larger_is_similar: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Paired-bootstrap p-values of "cell (i, j) beats its counterpart", per cell of one grid.
 
-    ``raw``: columns with a point-estimate offender (as in the sanity table);
-    ``significant``: columns with an offender whose Holm-adjusted p-value is <= alpha;
-    ``p_values`` / ``p_adjusted``: per cell (j, i) (NaN on the diagonal and where not tested).
+    ``replicates``: (B, L_a, L_b) values of one index on shared resamples (rows: layers of A,
+    columns: layers of B). The counterpart of column j is the cell (c, j) with A's layer c named
+    like B's layer j (``p_column``); the counterpart of row i is (i, k) with B's layer k named like
+    A's layer i (``p_row``). Each p-value tests H0 "value(i, j) is not more similar than the
+    counterpart" one-sided (direction from ``larger_is_similar``) with
+    :func:`paired_bootstrap_pvalue`; NaN where the layer has no counterpart, on the counterpart
+    itself, and where no resample is finite. Why per cell and uncorrected: the sanity module
+    (``repmatch.sanity.more_similar_than_itself``) chooses the family of candidates and corrects within it.
     """
-
-    raw: int
-    significant: int
-    raw_cells: list[tuple[int, int]]
-    significant_cells: list[tuple[int, int]]
-    p_values: np.ndarray
-    p_adjusted: np.ndarray
-    alpha: float
-    correction: str
-
-
-def more_similar_than_itself_counts(
-    point: np.ndarray,
-    replicates: np.ndarray,
-    *,
-    larger_is_similar: bool = True,
-    alpha: float = 0.05,
-    correction: str = "holm",
-    tie_tolerance: float = 1e-9,
-) -> SelfSimilarityCounts:
-    """Raw and significant "more similar than itself" counts of one within-network grid.
-
-    ``point``: (L, L) grid value(j, i) (row j compared against reference layer i, as in the
-    sanity table); ``replicates``: (B, L, L) paired bootstrap replicates. A cell (j, i), j != i,
-    is a raw offender when it beats the diagonal (i, i) by more than ``tie_tolerance`` (relative);
-    every raw offender is tested with the one-sided paired bootstrap p-value of
-    value(j, i) - value(i, i) > 0 (sign flipped for distances), and the p-values of all tested
-    cells of the grid are corrected together (``holm`` or ``none``).
-    """
-    if correction not in ("holm", "none"):
-        raise ValueError(f"correction must be 'holm' or 'none', got {correction!r}")
-    pt = np.asarray(point, dtype=np.float64)
     reps = np.asarray(replicates, dtype=np.float64)
-    if pt.ndim != 2 or pt.shape[0] != pt.shape[1] or reps.shape[1:] != pt.shape:
-        raise ValueError(f"need an (L, L) grid and (B, L, L) replicates, got {pt.shape} and {reps.shape}")
-    sign = 1.0 if larger_is_similar else -1.0
-    lsz = pt.shape[0]
-    pvals = np.full(pt.shape, np.nan)
-    raw_cells = []
-    for i in range(lsz):
-        own = pt[i, i]
-        if not np.isfinite(own):
-            continue
-        for j in range(lsz):
-            v = pt[j, i]
-            if j != i and np.isfinite(v) and sign * (v - own) > tie_tolerance * max(1.0, abs(own)):
-                raw_cells.append((j, i))
-                pvals[j, i] = paired_bootstrap_pvalue(sign * reps[:, j, i], sign * reps[:, i, i], "greater")
-    adj = holm(pvals) if correction == "holm" else pvals.copy()
-    sig_cells = [(j, i) for j, i in raw_cells if adj[j, i] <= alpha]
-    return SelfSimilarityCounts(
-        raw=len({i for _, i in raw_cells}), significant=len({i for _, i in sig_cells}), raw_cells=raw_cells,
-        significant_cells=sig_cells, p_values=pvals, p_adjusted=adj, alpha=alpha, correction=correction,
-    )
-
-
-def mcnemar_one_sided_pvalue(b: int, c: int, method: str = "midp") -> float:
-    """One-sided McNemar p-value of H0 "the first cell is not more accurate" (b = right only in the first).
-
-    exact: P(X >= b), X ~ Bin(b + c, 1/2); mid-p: P(X > b) + P(X = b) / 2. No discordant images: 1.
-    """
-    if method not in ("exact", "midp"):
-        raise ValueError(f"method must be 'exact' or 'midp', got {method!r}")
-    m = b + c
-    if m == 0:
-        return 1.0
-    if method == "exact":
-        return float(stats.binom.sf(b - 1, m, 0.5))
-    return float(stats.binom.sf(b, m, 0.5) + 0.5 * stats.binom.pmf(b, m, 0.5))
-
-
-def more_similar_than_itself_stitching(
-    correct: np.ndarray, *, alpha: float = 0.05, correction: str = "holm", method: str = "midp",
-) -> SelfSimilarityCounts:
-    """"More similar than itself" for a within-network stitching grid, tested with McNemar.
-
-    ``correct``: (L, L, N) 0/1 per-image correctness of every stitched cell (j, i) (row = front
-    layer j, column = reference layer i, as in the sanity table) on the *same* N test images.
-    A cell (j, i), j != i, is a raw offender when its accuracy beats the diagonal (i, i); it is
-    tested with the one-sided McNemar test against (i, i) on the same images; p-values of all
-    tested cells are Holm-corrected together.
-    """
-    if correction not in ("holm", "none"):
-        raise ValueError(f"correction must be 'holm' or 'none', got {correction!r}")
-    cor = np.asarray(correct)
-    if cor.ndim != 3 or cor.shape[0] != cor.shape[1]:
-        raise ValueError(f"need (L, L, N) per-image correctness, got {cor.shape}")
-    cor = cor.astype(bool)
-    acc = cor.mean(axis=2)
-    lsz = acc.shape[0]
-    pvals = np.full(acc.shape, np.nan)
-    raw_cells = []
-    for i in range(lsz):
-        for j in range(lsz):
-            if j != i and acc[j, i] > acc[i, i]:
-                raw_cells.append((j, i))
-                b = int(np.sum(cor[j, i] & ~cor[i, i]))
-                c = int(np.sum(~cor[j, i] & cor[i, i]))
-                pvals[j, i] = mcnemar_one_sided_pvalue(b, c, method)
-    adj = holm(pvals) if correction == "holm" else pvals.copy()
-    sig_cells = [(j, i) for j, i in raw_cells if adj[j, i] <= alpha]
-    return SelfSimilarityCounts(
-        raw=len({i for _, i in raw_cells}), significant=len({i for _, i in sig_cells}), raw_cells=raw_cells,
-        significant_cells=sig_cells, p_values=pvals, p_adjusted=adj, alpha=alpha, correction=correction,
-    )
+    if reps.ndim != 3 or reps.shape[1:] != (len(layers_a), len(layers_b)):
+        raise ValueError(f"need (B, {len(layers_a)}, {len(layers_b)}) replicates, got {reps.shape}")
+    s = 1.0 if larger_is_similar else -1.0
+    pos_a = {name: i for i, name in enumerate(layers_a)}
+    pos_b = {name: j for j, name in enumerate(layers_b)}
+    p_col = np.full(reps.shape[1:], np.nan)
+    p_row = np.full(reps.shape[1:], np.nan)
+    for j, name in enumerate(layers_b):
+        c = pos_a.get(name)
+        if c is not None:
+            p_col[:, j] = paired_bootstrap_pvalue(s * reps[:, :, j], s * reps[:, c, j][:, None], "greater")
+            p_col[c, j] = np.nan
+    for i, name in enumerate(layers_a):
+        k = pos_b.get(name)
+        if k is not None:
+            p_row[i, :] = paired_bootstrap_pvalue(s * reps[:, i, :], s * reps[:, i, k][:, None], "greater")
+            p_row[i, k] = np.nan
+    return p_col, p_row
 
 
 # --- specificity ---------------------------------------------------------------------------------
