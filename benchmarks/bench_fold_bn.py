@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from repmatch.models import build_model
+from repmatch.networks import build_model
 from repmatch.stitching import (
     Cell,
     Stitch,

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from repmatch.models import build_model
+from repmatch.networks import build_model
 from repmatch.stitching import (
     Cell,
     Stitch,

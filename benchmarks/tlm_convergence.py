@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from repmatch.data import load_recorded_split
-from repmatch.models import load_checkpoint
+from repmatch.networks import load_checkpoint
 from repmatch.stitching import (
     Cell,
     Stitch,

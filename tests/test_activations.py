@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from repmatch.backbone.activations import ActivationCache, CacheError, extract_activations, open_pair, write_cache
-from repmatch.models import build_model
+from repmatch.networks import build_model
 
 
 @pytest.fixture

@@ -152,12 +152,11 @@ def test_arch_short_form_rejects_factory_keys():
 
 
 def test_builtin_architecture_as_a_factory(tmp_path):
-    """``repmatch.models:smallcnn`` is an ordinary factory; its block names give the sequential fast path."""
-    from repmatch.models import StitchableNet, smallcnn
-    from repmatch.networks import build, wrap
+    """``repmatch.networks.zoo:smallcnn`` is an ordinary factory; its block names give the sequential fast path."""
+    from repmatch.networks import StitchableNet, build, smallcnn, wrap
 
     files = _write_checkpoints(tmp_path, lambda: smallcnn(1, 10))
-    cfg = _config({"factory": "repmatch.models:smallcnn", "kwargs": {"in_channels": 1, "num_classes": 10},
+    cfg = _config({"factory": "repmatch.networks.zoo:smallcnn", "kwargs": {"in_channels": 1, "num_classes": 10},
                    "checkpoints": files, "layers": ["conv1", "conv3", "fc1"]})
     s = load_settings(cfg)
     assert s.model.prefix == "smallcnn"
@@ -172,9 +171,9 @@ def test_checkpoint_roundtrip_records_the_factory(tmp_path, mnist_splits):
     import logging
 
     from repmatch.backbone.stages import import_stage
-    from repmatch.hooked import HookedNet
+    from repmatch.networks import HookedNet
     from repmatch.io import write_json
-    from repmatch.models import load_trained
+    from repmatch.networks import load_trained
 
     files = _write_checkpoints(tmp_path / "src", user_net, wrap=True)
     s = load_settings(_config(_user_model(files)))

@@ -18,7 +18,7 @@ import torch
 
 from repmatch.backbone.activations import extract_activations
 from repmatch.backbone.training import evaluate, train_model, train_new_model
-from repmatch.models import build_model
+from repmatch.networks import build_model
 from repmatch.settings import section_settings
 from repmatch.stitching import stitch_pair
 from repmatch.subspace_match.maximum import maximum_match_sweep
@@ -114,7 +114,7 @@ def test_cuda_subspace_match_equals_cpu():
 
 def test_cuda_stitching_through_hooks_matches_the_sequential_path(cuda_nets, small):
     """Networks given by module path (forward hooks, B re-run on the input) stitch on CUDA as the built-in path does."""
-    from repmatch.hooked import HookedNet
+    from repmatch.networks import HookedNet
 
     train, test = small
     a, b = (n.to("cuda") for n in cuda_nets)

@@ -27,7 +27,7 @@ import torch
 from repmatch import io as rio
 from repmatch.backbone.activations import ActivationCache, write_cache
 from repmatch.logs import job_log, job_logger, run_logged
-from repmatch.models import build_model, load_checkpoint, save_checkpoint
+from repmatch.networks import build_model, load_checkpoint, save_checkpoint
 from repmatch.split_check import SplitFileError, check_split_file
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -146,7 +146,7 @@ def test_checkpoint_bytes_are_the_same_in_another_process(tmp_path):
     proc = _python(
         f"""
         import torch
-        from repmatch.models import build_model, save_checkpoint
+        from repmatch.networks import build_model, save_checkpoint
         torch.manual_seed(0)
         print(save_checkpoint(build_model("smallcnn", 10, 1, 28), {str(there)!r}, {META!r}))
         """,

@@ -1,4 +1,4 @@
-"""Layers by module name through forward hooks (repmatch.hooked.HookedNet).
+"""Layers by module name through forward hooks (repmatch.networks.hooked.HookedNet).
 
 The reference is today's sequential StitchableNet: wrapping a built-in network in a HookedNet at
 its block modules must give the same activations bit for bit, and stitching through hooks must
@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from repmatch.architectures import ARCHITECTURES
-from repmatch.hooked import HookedNet, HookError
-from repmatch.models import build_model
+from repmatch.networks import HookedNet, HookError, build_model
 from repmatch.settings import section_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -217,7 +216,7 @@ def test_stitched_net_with_a_torchvision_resnet(small):
 
 def test_stitch_modules_one_call(small):
     """Two different user modules, stitched at named layers without Snakemake: one row per cell, method and metric."""
-    from repmatch.hooked import stitch_modules
+    from repmatch.stitching import stitch_modules
 
     torch.manual_seed(0)
     a, b = Residual(), build_model("smallcnn", 10, 1, 28)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from repmatch.models import ARCHITECTURES, build_model, load_checkpoint, save_checkpoint, select_layers
+from repmatch.architectures import ARCHITECTURES
+from repmatch.networks import build_model, load_checkpoint, save_checkpoint, select_layers
 
 EXPECTED = {
     ("smallcnn", 1, 28): {"conv1": (16, 28, 28), "conv2": (32, 14, 14), "conv3": (32, 14, 14), "conv4": (64, 7, 7), "conv5": (64, 7, 7), "fc1": (64,)},
@@ -70,7 +71,6 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
 def test_torch_free_layer_table_matches_the_built_networks():
     """repmatch.architectures (read at parse time to check layer names) agrees with the real networks."""
     from repmatch.architectures import LAYERS
-    from repmatch.models import build_model
 
     for arch, names in LAYERS.items():
         assert build_model(arch, 10, 3, 32).layer_names == list(names), arch

@@ -171,7 +171,7 @@ def test_sensitivity_correlations_per_layer_and_pooled():
 
 
 def test_network_accuracy_with_lowrank_layer():
-    from repmatch.models import StitchableNet
+    from repmatch.networks import StitchableNet
 
     torch.manual_seed(0)
     net = StitchableNet([("a", torch.nn.Linear(5, 4)), ("b", torch.nn.ReLU())], torch.nn.Linear(4, 3))
@@ -189,7 +189,7 @@ def test_network_accuracy_with_lowrank_layer():
 
 
 def _tiny_conv_net():
-    from repmatch.models import StitchableNet
+    from repmatch.networks import StitchableNet
 
     torch.manual_seed(0)
     blocks = [("c1", torch.nn.Sequential(torch.nn.Conv2d(1, 6, 3, padding=1), torch.nn.ReLU())),

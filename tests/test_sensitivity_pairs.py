@@ -31,7 +31,7 @@ def _planted_inputs(n, c=8, k=3, seed=0):
 def _planted_pair(q, c=8, k=3):
     """A: identity feature layer "f", head = the label direction; B: f = R x (a rotation), head
     undoing R, so B computes the same function; DM from A's full layer into B recovers R."""
-    from repmatch.models import StitchableNet
+    from repmatch.networks import StitchableNet
 
     w = (q[:, :k].sum(1)).float()  # sum of the top-k coordinates
     r, _ = torch.linalg.qr(torch.randn(c, c, generator=torch.Generator().manual_seed(11), dtype=torch.float64))

@@ -7,18 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from repmatch.models import StitchableNet
+from repmatch.networks import StitchableNet
 from repmatch.settings import section_settings
-from repmatch.stitching.detectors import (
-    average_precision,
-    detection_metrics,
-    energy,
-    energy_oe_loss,
-    fit_detectors,
-    fpr_at_95_tpr,
-    outlier_images,
-    sanity_check,
-)
+from repmatch.stitching.detectors import energy, energy_oe_loss, fit_detectors, outlier_images, sanity_check
+from repmatch.stitching.ood_metrics import average_precision, detection_metrics, fpr_at_95_tpr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

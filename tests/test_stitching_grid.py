@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from repmatch.models import build_model, save_checkpoint
+from repmatch.networks import build_model, save_checkpoint
 from repmatch.stitching import (
     Cell,
     Stitch,
@@ -257,7 +257,6 @@ def test_tlm_epochs_per_method_and_loss_curve_rows(nets, small):
 
 
 def test_folded_batchnorm_equals_the_network(nets, small):
-    from repmatch.models import build_model
     from repmatch.stitching.network import fold_batchnorm
 
     net = _copy(nets[0])

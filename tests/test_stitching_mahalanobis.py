@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from repmatch.stitching.ood_metrics import auroc, separability
 from repmatch.stitching.scores import (
     ClassMoments,
-    auroc,
     class_mahalanobis_per_sample,
     class_whitener,
     gaussian_whitener,
     mahalanobis_per_sample,
-    separability,
 )
 
 F64 = torch.float64

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from repmatch.models import StitchableNet
+from repmatch.networks import StitchableNet
 from repmatch.stitching import (
     Cell,
     Stitch,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from repmatch.architectures import LAYERS
-from repmatch.models import build_model
+from repmatch.networks import build_model
 from repmatch.settings import section_settings
 from repmatch.stitching import Cell, Stitch, StitchShapeError, TLMConfig, evaluate_stitches, fit_direct, layer_shapes, train_stitches
 from repmatch.stitching.direct import GridNormalEquations, pinv_grid

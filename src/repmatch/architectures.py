@@ -1,7 +1,7 @@
 """The built-in architectures and their stitchable layer names, without importing torch.
 
 Why a torch-free table: the configuration is checked while Snakemake parses the workflow (a
-layer-name typo must fail ``snakemake -n``, not a job after training). ``repmatch.models``
+layer-name typo must fail ``snakemake -n``, not a job after training). ``repmatch.networks.zoo``
 builds the networks and a test checks every built network's ``layer_names`` against this table.
 """
 
@@ -30,7 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "vgg16": _VGG16_LAYERS,
     "vgg16_bn": _VGG16_LAYERS,
     "plain44": _plain_layers(3, 7),
-    # Vision transformers (repmatch.vit): every layer outputs tokens (N, 1 + patches, width), CLS first.
+    # Vision transformers (repmatch.networks.vit): every layer outputs tokens (N, 1 + patches, width), CLS first.
     "vit_ti": ("embed", *(f"block{k}" for k in range(12))),
     "vit_tiny_test": ("embed", *(f"block{k}" for k in range(4))),
 }

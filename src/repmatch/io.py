@@ -249,7 +249,7 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Checksums and torch zip files (saving and loading them is repmatch.models': io stays torch-free)
+# Checksums and torch zip files (saving and loading them is repmatch.networks.checkpoints': io stays torch-free)
 
 
 class ChecksumError(RuntimeError):

@@ -25,7 +25,7 @@ import torch
 
 from ..io import atomic_dir, read_json, write_json
 from ..io import sha256_of_file as sha256_file
-from ..models import StitchableNet
+from ..networks.stitchable import StitchableNet
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

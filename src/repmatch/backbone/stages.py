@@ -48,7 +48,7 @@ def train_stage(
     checkpoint and metrics are written."""
     from ..data import load_recorded_split
     from ..device import resolve_device
-    from ..models import save_checkpoint
+    from ..networks.checkpoints import save_checkpoint
     from .training import train_new_model
 
     arch, seed = parse_model_id(model)
@@ -79,8 +79,8 @@ def import_stage(
     from ..data import load_recorded_split
     from ..device import resolve_device
     from ..io import sha256_of_file
-    from ..models import save_torch
-    from ..networks import build, load_weights, network_meta, read_state_dict, wrap
+    from ..networks.checkpoints import save_torch
+    from ..networks.factory import build, load_weights, network_meta, read_state_dict, wrap
     from .training import evaluate
 
     _, seed = parse_model_id(model)
@@ -116,7 +116,8 @@ def activations_stage(
     (``subspace`` given: on the subspace match's own probe set, ``subspace.n_probe``)."""
     from ..data import load_recorded_split
     from ..device import resolve_device
-    from ..models import load_trained, select_layers
+    from ..networks.checkpoints import load_trained
+    from ..networks.stitchable import select_layers
     from .activations import extract_activations, write_cache
 
     splits = load_recorded_split(data, split_json)

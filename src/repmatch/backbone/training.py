@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import ArrayDataset, Splits
-from ..models import StitchableNet, build_model, load_torch, save_torch
+from ..networks.checkpoints import load_torch, save_torch
+from ..networks.stitchable import StitchableNet
+from ..networks.zoo import build_model
 
 if TYPE_CHECKING:
     from ..settings import TrainSettings

@@ -21,7 +21,7 @@ Every stitch is scored by :func:`repmatch.stitching.scores.evaluate_stitches` (s
 accuracy and the structural score ``repr_diff`` = ||s - h_B||^2 / ||h_B||^2), and every
 similarity measure compares A's rank-r layer with B's full layer on the probe set. The front
 network is :class:`LowRankFront`: A seen through its rank-r layers, named ``"<layer>@r<r>"``,
-with the :class:`repmatch.models.StitchableNet` interface the stitching code uses.
+with the :class:`repmatch.networks.stitchable.StitchableNet` interface the stitching code uses.
 
 Within one network (A = B) DM from rank r returns the rank-r representation itself (the
 principal coefficients are uncorrelated on the training rows; see :mod:`.network`), so its
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import layer_index
+from ..networks.stitchable import layer_index
 
 from .lowrank import LowRankBasis, basis_from_moments, channel_rows, from_channel_rows
 

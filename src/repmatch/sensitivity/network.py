@@ -76,7 +76,7 @@ def layer_sensitivity(
     device: torch.device,
     similarity_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[LowRankBasis, list[dict[str, Any]]]:
-    """All scores of one layer of ``net`` (a :class:`repmatch.models.StitchableNet`, eval mode).
+    """All scores of one layer of ``net`` (a :class:`repmatch.networks.stitchable.StitchableNet`, eval mode).
 
     Returns the fitted basis and rows ``{rank, method, value}`` (the caller adds the key columns).
     ``ranks(C)`` gives the ranks for a layer of C channels, starting at C.

@@ -119,7 +119,7 @@ def network_accuracy_lowrank(
 ) -> float:
     """The network's own accuracy when layer ``name``'s output is its rank-``rank`` representation.
 
-    ``net`` is a :class:`repmatch.models.StitchableNet` (``forward_until`` / ``forward_from``);
+    ``net`` is a :class:`repmatch.networks.stitchable.StitchableNet` (``forward_until`` / ``forward_from``);
     ``batches()`` yields (inputs, labels) on the network's device. The network is put in eval mode.
     """
     net.eval()

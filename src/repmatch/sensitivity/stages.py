@@ -49,7 +49,8 @@ def sensitivity_stage(
 
     from ..data import load_recorded_split
     from ..device import resolve_device
-    from ..models import load_trained, select_layers
+    from ..networks.checkpoints import load_trained
+    from ..networks.stitchable import select_layers
     from .correlation import ConstantInputWarning
     from .network import layer_sensitivity, summary_table, tidy_rows
 
@@ -113,7 +114,8 @@ def pair_stage(
 
     from ..data import load_recorded_split
     from ..device import resolve_device
-    from ..models import load_trained, select_layers
+    from ..networks.checkpoints import load_trained
+    from ..networks.stitchable import select_layers
     from ..stitching.task import TLMConfig
     from .front import pair_sensitivity, tidy_pair_rows
 

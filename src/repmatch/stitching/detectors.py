@@ -23,7 +23,8 @@ Design (what differs from the paper, and why -- see docs/notes/issue11.md):
   blends of two images of different classes, passed through B's front half to layer j.
 * Scores: energy (higher = more out of distribution); AUROC, AUPR (stitched = positive) and
   FPR95 (fraction of stitched samples accepted as in-distribution at the threshold that keeps
-  95% of real samples in) of stitched vs real representations of the same test images.
+  95% of real samples in) of stitched vs real representations of the same test images
+  (:mod:`.ood_metrics`).
 * Sanity check (:func:`sanity_check`): held-out real test representations should be kept in
   at about the nominal 95% rate, and representations of a corruption the detector never saw
   (contrast-inverted test images) should be flagged.
@@ -39,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import StitchableNet
+from ..networks.stitchable import StitchableNet
 from ..settings import DetectorSettings
 from .network import freeze
-from .scores import auroc, separability
+from .ood_metrics import auroc
 
 OUTLIER_KINDS = ("permuted", "uniform", "gaussian", "mixed")
 
@@ -242,42 +243,6 @@ def _oe_step(dets: Mapping[str, LayerDetector], layers: Sequence[str], f_in: Map
         logits = dets[name](torch.cat([f_in[name], f_out[name]]))
         total = total + energy_oe_loss(logits[:k], y, logits[k:], m_in=cfg.m_in, m_out=cfg.m_out, weight=cfg.oe_weight)
     return total
-
-
-def average_precision(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Area under the precision-recall curve of ``positive`` vs ``negative`` scores (higher = positive),
-    as the step-wise average precision (sklearn's ``average_precision_score``; tied scores share one threshold)."""
-    pos, neg = np.asarray(positive, np.float64).ravel(), np.asarray(negative, np.float64).ravel()
-    if pos.size == 0 or neg.size == 0:
-        raise ValueError("AUPR needs at least one positive and one negative score")
-    scores = np.concatenate([pos, neg])
-    labels = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    last_of_tie = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
-    tp = np.cumsum(labels)[last_of_tie]
-    fp = (last_of_tie + 1) - tp
-    precision, recall = tp / (tp + fp), tp / pos.size
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-def fpr_at_95_tpr(stitched: np.ndarray, real: np.ndarray) -> float:
-    """Fraction of stitched (out) samples accepted as in-distribution at the energy threshold that keeps
-    95% of the real samples in (Liu et al.'s FPR95 with in-distribution as the positive class)."""
-    real = np.asarray(real, np.float64).ravel()
-    threshold = np.quantile(real, 0.95, method="higher")
-    return float(np.mean(np.asarray(stitched, np.float64).ravel() <= threshold))
-
-
-def detection_metrics(stitched: np.ndarray, real: np.ndarray) -> dict[str, float]:
-    """``detector_auroc`` (stitched scored as more OOD than real), its two-sided reading
-    (``detector_separability``, ``detector_direction``: -1 when stitched representations look *more*
-    in-distribution than real ones -- energy falls as activations grow, so an inflated stitch can do
-    that), ``detector_aupr`` (stitched = positive) and ``detector_fpr95`` of energy scores."""
-    auc = auroc(stitched, real)
-    sep, direction = separability(auc)
-    return {"detector_auroc": auc, "detector_separability": sep, "detector_direction": direction,
-            "detector_aupr": average_precision(stitched, real), "detector_fpr95": fpr_at_95_tpr(stitched, real)}
 
 
 @torch.no_grad()

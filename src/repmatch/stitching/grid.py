@@ -13,15 +13,20 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from ..data import ArrayDataset
-from ..models import StitchableNet, select_layers
+from ..networks.hooked import HookedNet
+from ..networks.stitchable import StitchableNet, select_layers
 from ..settings import StitchingSettings, UncertaintySettings, section_settings
 from ..tables import COLUMNS as TABLE_COLUMNS
+from ..uncertainty.intervals import wilson_interval
+from ..uncertainty.significance import mcnemar_one_sided_pvalue
 from .detectors import fit_detectors
 from .direct import GridNormalEquations, NormalEquations, pinv_grid
 from .layer import Shape, Stitch, to_rows
@@ -217,9 +222,6 @@ def accuracy_uncertainty(per_image: Mapping[Cell, np.ndarray], uncertainty: Unce
     j's own counterpart -- on the same test images; ``p_row``: than (i, i). NaN on the counterpart
     itself or where the grid has no counterpart cell. Uncorrected: the sanity tests correct them.
     """
-    from ..uncertainty.intervals import wilson_interval
-    from ..uncertainty.significance import mcnemar_one_sided_pvalue
-
     def p_beats(cell: Cell, other: Cell) -> float:
         if other == cell or other not in per_image:
             return np.nan
@@ -232,3 +234,25 @@ def accuracy_uncertainty(per_image: Mapping[Cell, np.ndarray], uncertainty: Unce
         out[cell] = (float(lo), float(hi), p_beats(cell, Cell(cell.method, cell.layer_b, cell.layer_b)),
                      p_beats(cell, Cell(cell.method, cell.layer_a, cell.layer_a)))  # fmt: skip
     return out
+
+
+def stitch_modules(
+    model_a: nn.Module, layers_a: Sequence[str] | Mapping[str, str], model_b: nn.Module, layers_b: Sequence[str] | Mapping[str, str],
+    train: tuple[Any, Any], test: tuple[Any, Any], *, methods: Sequence[str] = ("dm", "tlm"), device: torch.device | str = "cpu",
+    input_channels: int | None = None, **stitching: Any,
+) -> Any:  # fmt: skip
+    """One call, no Snakemake: stitch every listed layer of ``model_a`` into every listed layer of ``model_b``.
+
+    ``train`` / ``test``: ``(x, y)`` arrays (images (n, C, H, W) float32, labels (n,) int); the
+    networks are frozen (eval mode, no gradients); ``stitching``: overrides of the ``stitching``
+    config section (e.g. ``tlm={"epochs": 5}``, ``seed=1``). Returns the tidy table of
+    :func:`repmatch.stitching.stitch_pair` (one row per layer pair, method and metric).
+    """
+
+    def dataset(xy: tuple[Any, Any]) -> ArrayDataset:
+        x, y = (np.ascontiguousarray(np.asarray(v)) for v in xy)
+        return ArrayDataset(x.astype(np.float32, copy=False), y.astype(np.int64, copy=False), np.arange(len(y)))
+
+    cfg = section_settings("stitching", {"methods": list(methods), **stitching})
+    net_a, net_b = HookedNet(model_a, layers_a, input_channels), HookedNet(model_b, layers_b, input_channels)
+    return stitch_pair(net_a, net_b, dataset(train), dataset(test), cfg, "all", device, ("A", "B"))  # type: ignore[arg-type]

@@ -7,13 +7,17 @@ possibly out-of-distribution) inputs and silently change model B.
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..models import StitchableNet
+from ..networks.hooked import HookedNet
+from ..networks.stitchable import StitchableNet
 from .layer import Shape, Stitch, StitchShapeError
 
 
@@ -114,17 +118,10 @@ def fold_batchnorm(model: StitchableNet) -> StitchableNet:
     ``nn.Sequential`` and attribute pairs ``convK``/``bnK`` of a block (the ResNet basic block);
     any other BatchNorm is left in place.
 
-    A :class:`~repmatch.hooked.HookedNet` runs arbitrary ``forward`` code, where an attribute pair
+    A :class:`~repmatch.networks.hooked.HookedNet` runs arbitrary ``forward`` code, where an attribute pair
     need not be applied one after the other: only plain ``nn.Sequential`` pairs are folded, and
     never a pair whose conv or BatchNorm is a hooked layer (its output would change meaning).
     """
-    import copy
-    import itertools
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    from ..hooked import HookedNet
-
     folded = freeze(copy.deepcopy(model))
     hooked = isinstance(folded, HookedNet)
     protected = {id(m) for m in folded.hooked_modules()} if isinstance(folded, HookedNet) else set()

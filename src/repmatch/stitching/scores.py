@@ -39,34 +39,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
 
-from ..models import StitchableNet
+from ..networks.stitchable import StitchableNet
 from .direct import F64, regularised_eig
 from .layer import Stitch, affine_map, as_map
 from .network import Cell, freeze, group_by_back
+from .ood_metrics import auroc, detection_metrics, separability
 
 MAHALANOBIS_METRICS = ("mahalanobis_auroc", "mahalanobis_separability", "mahalanobis_direction")
 CLASS_MAHALANOBIS_METRICS = ("mahalanobis_cc_auroc", "mahalanobis_cc_separability", "mahalanobis_cc_direction")
 METRICS = ("accuracy", "relative_accuracy", "loss", "repr_diff", "rel_l2", "norm_ratio", *MAHALANOBIS_METRICS)
-
-
-def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Area under the ROC curve of scores ``positive`` vs ``negative`` (Mann-Whitney U; ties count 1/2)."""
-    positive, negative = np.asarray(positive, dtype=np.float64).ravel(), np.asarray(negative, dtype=np.float64).ravel()
-    if positive.size == 0 or negative.size == 0:
-        raise ValueError("AUROC needs at least one positive and one negative score")
-    if not (np.isfinite(positive).all() and np.isfinite(negative).all()):
-        raise ValueError("AUROC got NaN/Inf scores")
-    ranks = rankdata(np.concatenate([positive, negative]))
-    n_pos, n_neg = positive.size, negative.size
-    u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def separability(auc: float) -> tuple[float, float]:
-    """Two-sided reading of an AUROC: (max(AUROC, 1 - AUROC), direction +1 / -1 / 0 at exactly 0.5)."""
-    return max(auc, 1.0 - auc), float(np.sign(auc - 0.5))
 
 
 def floored_eig(cov: torch.Tensor, shrinkage: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,8 +275,6 @@ def evaluate_stitches(
             auc = auroc(torch.cat(cc_stitched[c]).cpu().numpy(), torch.cat(cc_real[c.layer_b]).cpu().numpy())
             scores.update(zip(CLASS_MAHALANOBIS_METRICS, (auc, *separability(auc))))
         if detectors is not None:
-            from .detectors import detection_metrics  # (detectors imports this module)
-
             scores.update(detection_metrics(torch.cat(det_stitched[c]).cpu().numpy(), torch.cat(det_real[c.layer_b]).cpu().numpy()))
         out[c] = {k: float(v) for k, v in scores.items()}
     return out, {"accuracy": base_acc, "loss": base_loss}

@@ -27,7 +27,7 @@ def pair_stage(
 
     from ..data import load_recorded_split
     from ..device import resolve_device
-    from ..models import load_trained
+    from ..networks.checkpoints import load_trained
     from .grid import stitch_pair
 
     torch.set_num_threads(settings.threads)

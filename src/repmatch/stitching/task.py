@@ -29,19 +29,15 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models import StitchableNet
-from ..settings import TLMSettings
+from ..networks.stitchable import StitchableNet
+from ..settings import StitchingSettings, TLMSettings, section_settings
 from .layer import Stitch
 from .network import Cell, freeze, group_by_back
-
-if TYPE_CHECKING:
-    from ..settings import StitchingSettings
 
 SCHEDULES = ("constant", "cosine")
 
@@ -74,11 +70,7 @@ class TLMConfig(TLMSettings):
     @classmethod
     def make(cls, **overrides: object) -> TLMConfig:
         """The schema's defaults with ``overrides`` (tests, benchmarks, notebooks)."""
-        from dataclasses import replace
-
-        from ..settings import section_settings
-
-        out = replace(cls.from_settings(section_settings("stitching")), **overrides)
+        out = dataclasses.replace(cls.from_settings(section_settings("stitching")), **overrides)
         out.validate()
         return out
 

@@ -1,6 +1,6 @@
 """Any ``nn.Module`` as a stitchable network: layers named by module path, reached through forward hooks.
 
-Why hooks: :class:`repmatch.models.StitchableNet` cuts a network that is a plain sequence of
+Why hooks: :class:`repmatch.networks.stitchable.StitchableNet` cuts a network that is a plain sequence of
 blocks, which the built-in architectures are by construction. A user's network (a torchvision
 ResNet, a timm ViT, their own module) has skip connections, shared modules and arbitrary
 ``forward`` code, so it cannot be split into a front and a back half. Forward hooks need no
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .models import layer_index
+from .stitchable import layer_index
 
 
 class _Stop(Exception):
@@ -227,29 +227,3 @@ class HookedNet(nn.Module):
             self.check_layers(x)
             self._checked = shape
 
-
-def stitch_modules(
-    model_a: nn.Module, layers_a: Sequence[str] | Mapping[str, str], model_b: nn.Module, layers_b: Sequence[str] | Mapping[str, str],
-    train: tuple[Any, Any], test: tuple[Any, Any], *, methods: Sequence[str] = ("dm", "tlm"), device: torch.device | str = "cpu",
-    input_channels: int | None = None, **stitching: Any,
-) -> Any:  # fmt: skip
-    """One call, no Snakemake: stitch every listed layer of ``model_a`` into every listed layer of ``model_b``.
-
-    ``train`` / ``test``: ``(x, y)`` arrays (images (n, C, H, W) float32, labels (n,) int); the
-    networks are frozen (eval mode, no gradients); ``stitching``: overrides of the ``stitching``
-    config section (e.g. ``tlm={"epochs": 5}``, ``seed=1``). Returns the tidy table of
-    :func:`repmatch.stitching.stitch_pair` (one row per layer pair, method and metric).
-    """
-    import numpy as np
-
-    from .data import ArrayDataset
-    from .settings import section_settings
-    from .stitching.grid import stitch_pair
-
-    def dataset(xy: tuple[Any, Any]) -> ArrayDataset:
-        x, y = (np.ascontiguousarray(np.asarray(v)) for v in xy)
-        return ArrayDataset(x.astype(np.float32, copy=False), y.astype(np.int64, copy=False), np.arange(len(y)))
-
-    cfg = section_settings("stitching", {"methods": list(methods), **stitching})
-    net_a, net_b = HookedNet(model_a, layers_a, input_channels), HookedNet(model_b, layers_b, input_channels)
-    return stitch_pair(net_a, net_b, dataset(train), dataset(test), cfg, "all", device, ("A", "B"))  # type: ignore[arg-type]

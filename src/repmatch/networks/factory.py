@@ -3,7 +3,7 @@
 Why a factory and a state dict rather than a pickled model: a state dict holds only tensors
 (``torch.load(weights_only=True)`` is safe on any file), and the factory is the user's own,
 importable code, the same way torchvision (``torchvision.models:resnet18``) and timm build their
-networks. The built-in architectures are factories on the same path (``repmatch.models:smallcnn``
+networks. The built-in architectures are factories on the same path (``repmatch.networks.zoo:smallcnn``
 with ``kwargs: {in_channels: 1, num_classes: 10}``); ``model.arch`` stays their short form, trained
 by the pipeline.
 
@@ -13,7 +13,8 @@ into the network (keys and shapes), the layers name modules of it, and -- for th
 datasets, whose input shape is known -- one forward pass on zeros checks each layer runs exactly
 once and the network outputs one logit per class.
 
-Torch is imported only inside the functions: this module is read while Snakemake parses.
+Torch (and with it the network modules) is imported only inside the functions: this module is read
+while Snakemake parses (``rules/common.smk``), where torch must not be loaded.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..datasets import DATASET_INPUTS
+from ..settings import ConfigError, ModelSettings, Settings
+from ..user_code import UserCodeError, import_object
+
 if TYPE_CHECKING:
     from torch import nn
-
-    from .settings import ModelSettings, Settings
 
 
 class NetworkError(ValueError):
@@ -35,8 +38,6 @@ class NetworkError(ValueError):
 
 def import_factory(spec: str) -> Any:
     """The callable named by ``"package.module:function"`` (the working directory is importable too)."""
-    from .user_code import UserCodeError, import_object
-
     try:
         return import_object(spec, f"factory {spec!r}")
     except UserCodeError as err:
@@ -93,7 +94,7 @@ def load_weights(module: nn.Module, state: Mapping[str, Any], what: str) -> None
 def layer_paths(module: nn.Module, layers: Sequence[str]) -> dict[str, str]:
     """``{layer name: module path}``: a built-in network's block names map to ``blocks.<name>``;
     any other name is a module path of its own."""
-    from .models import StitchableNet
+    from .stitchable import StitchableNet
 
     blocks = set(module.layer_names) if isinstance(module, StitchableNet) else set()
     return {name: f"blocks.{name}" if name in blocks else name for name in layers}
@@ -101,9 +102,9 @@ def layer_paths(module: nn.Module, layers: Sequence[str]) -> dict[str, str]:
 
 def wrap(module: nn.Module, layers: Sequence[str], input_channels: int | None = None) -> nn.Module:
     """The stitchable view of ``module``: a built-in network itself when every layer is one of its
-    blocks (the sequential fast path), else a :class:`~repmatch.hooked.HookedNet`."""
+    blocks (the sequential fast path), else a :class:`~repmatch.networks.hooked.HookedNet`."""
     from .hooked import HookedNet
-    from .models import StitchableNet
+    from .stitchable import StitchableNet
 
     if isinstance(module, StitchableNet) and input_channels is None and set(layers) <= set(module.layer_names):
         return module
@@ -111,7 +112,7 @@ def wrap(module: nn.Module, layers: Sequence[str], input_channels: int | None = 
 
 
 def network_meta(model: ModelSettings) -> dict[str, Any]:
-    """What a repmatch checkpoint of a factory network records to rebuild it (``repmatch.models.load_checkpoint``)."""
+    """What a repmatch checkpoint of a factory network records to rebuild it (``repmatch.networks.checkpoints.load_checkpoint``)."""
     return {"factory": model.factory, "kwargs": dict(model.kwargs), "layers": list(model.layer_names),
             "input_channels": model.input_channels}  # fmt: skip
 
@@ -131,8 +132,6 @@ def check_factory_networks(settings: Settings) -> None:
     Apart from :func:`repmatch.settings.check_semantics` because it needs torch and the user's
     code; the workflow runs it right after loading the settings (rules/common.smk).
     """
-    from .settings import ConfigError
-
     m = settings.model
     if m.factory is None or m.checkpoints is None or len(m.checkpoints) != len(settings.seeds):
         return  # none, or already refused by check_semantics
@@ -163,7 +162,7 @@ def check_network(model: ModelSettings, dataset: str, layer_lists: Mapping[str, 
         except NetworkError as err:
             errors.append(f"  at model.checkpoints[{k}]: {err}")
     if isinstance(model.layers, str):
-        from .models import StitchableNet
+        from .stitchable import StitchableNet
 
         example = module.layer_names if isinstance(module, StitchableNet) else [n for n, _ in module.named_children()]
         errors.append(f"  at model.layers: a factory network needs its layers named (module paths), e.g. {example}")
@@ -174,8 +173,6 @@ def check_network(model: ModelSettings, dataset: str, layer_lists: Mapping[str, 
         net = wrap(module, model.layers, model.input_channels)
     except ValueError as err:
         return [*errors, f"  at model.layers: {err}"]
-    from .datasets import DATASET_INPUTS
-
     if dataset in DATASET_INPUTS:
         shape, num_classes = DATASET_INPUTS[dataset]
         net.eval()

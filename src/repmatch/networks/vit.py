@@ -2,7 +2,7 @@
 
 Why this cut: the seed paper (Balogh & Jelasity, AAAI 2025) stitches a ViT-Ti (patch 4, 32x32
 CIFAR-10 inputs, 12 pre-norm blocks, width 192, 3 heads, MLP 768, a CLS token read by the head)
-at its block outputs, token to token. As a :class:`~repmatch.models.StitchableNet` every block
+at its block outputs, token to token. As a :class:`~repmatch.networks.stitchable.StitchableNet` every block
 output is a stitchable layer of shape (T, D) per sample: T = 1 + (image/patch)^2 tokens (the CLS
 token first, then the patch grid row by row), D the width. ``embed`` is the patch embedding with
 the CLS token prepended and the position embedding added, so stitching into ``block0``'s input
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import StitchableNet
+from .stitchable import StitchableNet
 
 
 @dataclass(frozen=True)

@@ -1,91 +1,20 @@
-"""Architectures exposed as an ordered list of named, stitchable layers.
+"""The built-in architectures (the zoo): CNNs, plain nets and ViTs, each built as a :class:`StitchableNet`.
 
-Why blocks: stitching joins "the front of A up to layer i" with "the back of B after layer j",
-and the activation cache records "the output of layer i". Both are trivial when a network is
-a plain sequence of named blocks followed by a head: a stitchable layer *is* a block output.
+Why here and not in :mod:`repmatch.architectures`: that module lists the same architectures' layer
+names without torch, for the parse-time config checks; this one builds the networks (a test checks
+every built network's ``layer_names`` against that table).
 """
 
 from __future__ import annotations
 
-import difflib
-import io as _io
-import os
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .architectures import ARCHITECTURES  # noqa: F401  (re-exported: the built-in architectures)
-from .io import ChecksumError, read_json, verify_torch_file, write_bytes_atomic
-
-
-def layer_index(layer_names: Sequence[str], name: str) -> int:
-    """Position of layer ``name`` among ``layer_names``; a ``KeyError`` lists the layers (and the nearest names).
-
-    One lookup for every stitchable network (built-in, hooked, a low-rank front), so a typo reads
-    the same wherever it is made."""
-    try:
-        return list(layer_names).index(name)
-    except ValueError:
-        near = difflib.get_close_matches(name, list(layer_names), n=5, cutoff=0.5)
-        raise KeyError(f"layer {name!r} does not exist; this network's layers are {list(layer_names)}"
-                       + (f" (nearest: {near})" if near else "")) from None
-
-
-class StitchableNet(nn.Module):
-    """A sequence of named blocks followed by a classification head."""
-
-    def __init__(self, blocks: Sequence[tuple[str, nn.Module]], head: nn.Module) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleDict(OrderedDict(blocks))
-        self.head = head
-        self.layer_names: list[str] = [name for name, _ in blocks]
-
-    def index(self, name: str) -> int:
-        """Position of layer ``name``; a clear error when the layer does not exist."""
-        return layer_index(self.layer_names, name)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks.values():
-            x = block(x)
-        return self.head(x)
-
-    def forward_until(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        """Front half: the output of block ``name``."""
-        stop = self.index(name)
-        for k, block in enumerate(self.blocks.values()):
-            x = block(x)
-            if k == stop:
-                return x
-        raise AssertionError("unreachable")
-
-    def forward_from(self, h: torch.Tensor, name: str, x: torch.Tensor | None = None) -> torch.Tensor:
-        """Back half: the blocks after ``name``, then the head, applied to ``h`` (layer ``name``'s output).
-
-        ``x`` (the network's input) is ignored: a sequence of blocks needs only ``h``. It is part of
-        the interface because :class:`repmatch.hooked.HookedNet` replaces a layer inside a full
-        forward pass and needs the input for it.
-        """
-        start = self.index(name) + 1
-        for block in list(self.blocks.values())[start:]:
-            h = block(h)
-        return self.head(h)
-
-    def features(self, x: torch.Tensor, names: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Outputs of the requested layers from one forward pass (stops after the deepest one)."""
-        wanted = set(names)
-        last = max(self.index(n) for n in wanted)
-        out: dict[str, torch.Tensor] = {}
-        for k, (name, block) in enumerate(self.blocks.items()):
-            x = block(x)
-            if name in wanted:
-                out[name] = x
-            if k == last:
-                break
-        return out
+from ..architectures import ARCHITECTURES
+from .stitchable import StitchableNet
+from .vit import VIT_TI, tiny_test_spec, vit
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -239,83 +168,5 @@ def build_model(arch: str, num_classes: int, in_channels: int, image_size: int) 
     if arch == "plain44":
         return plain(in_channels, num_classes, (16, 32, 64), 7)
     if arch in ("vit_ti", "vit_tiny_test"):
-        from .vit import VIT_TI, tiny_test_spec, vit  # here: vit.py imports StitchableNet from this module
-
         return vit(in_channels, num_classes, image_size, VIT_TI if arch == "vit_ti" else tiny_test_spec(image_size))
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-
-
-def select_layers(model: StitchableNet, wanted: str | Sequence[str]) -> list[str]:
-    """Resolve the config's layer choice (``all`` or a list of names) in network order."""
-    if wanted == "all":
-        return list(model.layer_names)
-    if isinstance(wanted, str):
-        wanted = [wanted]
-    unknown = [n for n in wanted if n not in model.layer_names]
-    if unknown:
-        raise KeyError(f"config names layers {unknown} that this network does not have; its layers are {model.layer_names}")
-    return [n for n in model.layer_names if n in set(wanted)]
-
-
-def save_checkpoint(model: StitchableNet, path: str | Path, meta: dict) -> str:
-    """Save weights with what is needed to rebuild the network (atomic, from an in-memory
-    buffer so the same weights give the same bytes); return the file's sha256."""
-    return save_torch({"meta": meta, "state_dict": model.state_dict()}, path)
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", expected_sha256: str | None = None) -> StitchableNet:
-    """Rebuild a trained network in eval mode (BatchNorm statistics fixed).
-
-    The file's zip CRCs are always checked, and its sha256 when ``expected_sha256`` (from the
-    model's ``metrics.json``) is given: a corrupt checkpoint fails naming the file.
-    """
-    ckpt = load_torch(path, expected_sha256, map_location=device)
-    meta = ckpt["meta"]
-    if "factory" in meta:  # a network from the user's code (repmatch.networks), imported by the import_network job
-        from .networks import from_meta
-
-        return from_meta(meta, ckpt["state_dict"]).to(device).eval()
-    model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"], meta["image_size"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval()
-
-
-def checkpoint_meta(path: str | Path) -> dict:
-    return torch.load(Path(path), map_location="cpu", weights_only=True)["meta"]
-
-
-def load_trained(checkpoint: str | Path, metrics_json: str | Path, device: torch.device | str = "cpu") -> StitchableNet:
-    """A network trained by the pipeline, verified against the sha256 its train job recorded."""
-    return load_checkpoint(checkpoint, device, expected_sha256=read_json(metrics_json).get("checkpoint_sha256"))
-
-
-def torch_bytes(obj: Any) -> bytes:
-    """``torch.save(obj)`` into memory.
-
-    Why a buffer: ``torch.save`` to a file names the zip's records after the file, so saving
-    to a random temp name put that name inside the checkpoint and the same weights gave a
-    different file each run. From a buffer the records are always ``archive/...``, and the
-    same object gives the same bytes.
-    """
-    buf = _io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def save_torch(obj: Any, path: str | os.PathLike[str]) -> str:
-    """Save ``obj`` (e.g. ``{"meta": ..., "state_dict": ...}``) atomically; return the file's sha256.
-
-    The same object gives a byte-identical file; record the returned digest (training puts
-    it in ``metrics.json``) and pass it to :func:`load_torch` to verify the file later.
-    """
-    return write_bytes_atomic(torch_bytes(obj), path)
-
-
-def load_torch(path: str | os.PathLike[str], expected_sha256: str | None = None, **load_kwargs: Any) -> Any:
-    """``torch.load`` after :func:`verify_torch_file` (``weights_only=True`` unless overridden)."""
-    data = verify_torch_file(path, expected_sha256)
-    load_kwargs.setdefault("weights_only", True)
-    try:
-        return torch.load(_io.BytesIO(data), **load_kwargs)
-    except Exception as err:  # torch raises several types for a corrupt file
-        raise ChecksumError(f"{path} is unreadable or corrupt ({type(err).__name__}: {err}); delete it and rerun the job that makes it") from err
