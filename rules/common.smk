@@ -1,8 +1,10 @@
 # Settings, names, input functions and the target list shared by every stage.
 #
 # The config is read once, here: repmatch.settings coerces command-line strings, fills every
-# default from the schema, validates and runs the semantic checks (layer names, data_root,
-# probe size, measures, pairs), so a bad config fails `snakemake -n` naming the key.
+# default from the schema and validates; repmatch.config_checks runs the semantic checks (layer
+# names, data_root, probe size, measures, pairs, external activations), so a bad config fails
+# `snakemake -n` naming the key. No measure is registered here: nothing at parse time looks one
+# up; every job registers the config's user measures (repmatch.jobs.snakemake_job).
 
 import dataclasses
 import os
@@ -18,6 +20,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("P
 
 from repmatch import paths  # noqa: E402
 from repmatch.backbone.pairs import models  # noqa: E402
+from repmatch.config_checks import check_semantics  # noqa: E402
 from repmatch.naming import parse_model_id, parse_pair_id  # noqa: E402
 from repmatch.settings import load_settings  # noqa: E402
 from repmatch.split_check import check_split_file  # noqa: E402
@@ -28,7 +31,8 @@ from repmatch.sensitivity.pairs import sensitivity_layers, sensitivity_models, s
 from repmatch.backbone.external_import import check_against_split  # noqa: E402
 from repmatch.networks import check_factory_networks  # noqa: E402
 
-SETTINGS = load_settings(config)  # raises ConfigError naming the key
+SETTINGS = load_settings(config)  # schema: raises ConfigError naming the key
+check_semantics(SETTINGS)  # what a schema cannot express; imports and checks the user measures' code
 check_factory_networks(SETTINGS)  # a network from the user's code: it builds, its checkpoints fit, its layers exist
 if Path(paths.split()).exists():  # a corrupt split fails here, before Snakemake invalidates what depends on it
     check_split_file(paths.split())

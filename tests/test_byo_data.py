@@ -12,7 +12,8 @@ from byo_factories import write_imagefolder
 from PIL import Image
 
 from repmatch.data import DataError, check_split, load_splits
-from repmatch.settings import ConfigError, load_settings, section_settings
+from repmatch.config_checks import checked_settings
+from repmatch.settings import ConfigError, section_settings
 from repmatch.split_check import check_split_record
 
 MINIMAL = {"seeds": [0, 1], "model": {"arch": "smallcnn"}, "train": {"epochs": 1}}
@@ -81,37 +82,37 @@ def test_factory_that_returns_nonsense_fails_naming_it():
 
 def test_bad_image_folders_fail_at_parse_time_naming_the_path(tmp_path, folder):
     with pytest.raises(ConfigError, match=r"at data.data_root: image folder .*nowhere.* does not exist"):
-        load_settings(_config({"name": "imagefolder", "data_root": str(tmp_path / "nowhere")}))
+        checked_settings(_config({"name": "imagefolder", "data_root": str(tmp_path / "nowhere")}))
     with pytest.raises(ConfigError, match=r"at data.data_root: .*imagefolder"):
-        load_settings(_config({"name": "imagefolder"}))
+        checked_settings(_config({"name": "imagefolder"}))
     (tmp_path / "flat" / "train").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"at data.data_root: .*flat/train holds no class folders"):
-        load_settings(_config({"name": "imagefolder", "data_root": str(tmp_path / "flat")}))
+        checked_settings(_config({"name": "imagefolder", "data_root": str(tmp_path / "flat")}))
     (folder / "test" / "owl").mkdir()
     with pytest.raises(ConfigError, match=r"classes \['owl'\]"):
-        load_settings(_config({"name": "imagefolder", "data_root": str(folder)}))
+        checked_settings(_config({"name": "imagefolder", "data_root": str(folder)}))
     (folder / "test" / "owl").rmdir()
     (folder / "train" / "emu").mkdir()
     with pytest.raises(ConfigError, match=r"train/emu holds no images"):
-        load_settings(_config({"name": "imagefolder", "data_root": str(folder)}))
+        checked_settings(_config({"name": "imagefolder", "data_root": str(folder)}))
     (folder / "train" / "emu").rmdir()
     with pytest.raises(ConfigError, match=r"at data.n_probe: 500 probe samples do not fit the test set of 12"):
-        load_settings(_config({"name": "imagefolder", "data_root": str(folder)}))
-    load_settings(_config({"name": "imagefolder", "data_root": str(folder), "n_probe": 12}))
+        checked_settings(_config({"name": "imagefolder", "data_root": str(folder)}))
+    checked_settings(_config({"name": "imagefolder", "data_root": str(folder), "n_probe": 12}))
 
 
 def test_bad_factories_fail_at_parse_time_naming_the_key():
     with pytest.raises(ConfigError, match=r"at data.factory: cannot import module 'no_such_module'"):
-        load_settings(_config({"name": "factory", "factory": "no_such_module:make", "n_probe": 10}))
+        checked_settings(_config({"name": "factory", "factory": "no_such_module:make", "n_probe": 10}))
     with pytest.raises(ConfigError, match=r"at data.factory: module 'byo_factories' has no attribute 'nope'"):
-        load_settings(_config({"name": "factory", "factory": "byo_factories:nope", "n_probe": 10}))
+        checked_settings(_config({"name": "factory", "factory": "byo_factories:nope", "n_probe": 10}))
     with pytest.raises(ConfigError, match=r"at data.factory: data.name is 'factory'"):
-        load_settings(_config({"name": "factory", "n_probe": 10}))
+        checked_settings(_config({"name": "factory", "n_probe": 10}))
     with pytest.raises(ConfigError, match=r"at data.factory: set, but data.name is 'mnist5k'"):
-        load_settings(_config({"name": "mnist5k", "factory": "byo_factories:blobs"}))
+        checked_settings(_config({"name": "mnist5k", "factory": "byo_factories:blobs"}))
     with pytest.raises(ConfigError, match=r"at data.factory"):  # the schema's pattern
-        load_settings(_config({"name": "factory", "factory": "byo_factories.blobs"}))
-    load_settings(_config({"name": "factory", "factory": "byo_factories:blobs", "n_probe": 10}))
+        checked_settings(_config({"name": "factory", "factory": "byo_factories.blobs"}))
+    checked_settings(_config({"name": "factory", "factory": "byo_factories:blobs", "n_probe": 10}))
 
 
 def test_user_data_keys_do_not_change_a_builtin_datasets_rerun_trigger():

@@ -16,7 +16,8 @@ from repmatch.backbone.external_import import check_against_split, import_stage,
 from repmatch.data import load_splits
 from repmatch.io import write_json
 from repmatch.logs import job_logger
-from repmatch.settings import ConfigError, load_settings, section_settings
+from repmatch.config_checks import checked_settings
+from repmatch.settings import ConfigError, section_settings
 
 LOG = job_logger("external", None)
 DATA = {"name": "mnist5k", "split_seed": 0, "n_test": 300, "n_probe": 40}
@@ -94,18 +95,18 @@ def test_networks_on_different_samples_fail_naming_the_folder_and_first_differin
     with pytest.raises(ExternalActivationError, match=r"b \('netb'\) hold different sample ids, first at row 2: sample id 12 vs 14"):
         check_networks({"neta": a, "netb": b})
     with pytest.raises(ConfigError, match=r"at external_activations.networks: .*row 2: sample id 12 vs 14"):
-        load_settings(_config({"neta": a, "netb": b}))
+        checked_settings(_config({"neta": a, "netb": b}))
 
 
 def test_parse_time_check_against_the_probe_set_names_the_first_missing_id(tmp_path, splits):
     good = write_external(tmp_path / "good", splits.test.ids[::-1])  # the whole test split, any order
     short = write_external(tmp_path / "short", splits.test.ids[:100])
-    s = load_settings(_config({"good": good}))
+    s = checked_settings(_config({"good": good}))
     check_against_split(s, tmp_path / "no_split_yet.json", ["similarity", "subspace_match"])  # loads the data
     split_json = tmp_path / "split.json"
     write_json(splits.record(), split_json)
     check_against_split(s, split_json, ["similarity", "subspace_match"])
-    s_short = load_settings(_config({"short": short}))
+    s_short = checked_settings(_config({"short": short}))
     missing = next(int(v) for v in splits.probe.ids if int(v) not in set(splits.test.ids[:100].tolist()))
     with pytest.raises(ExternalActivationError, match=rf"short \('short'\) lacks \d+ of the 40 sample ids of the similarity "
                                                       rf"probe set .* first sample id {missing};"):  # fmt: skip
@@ -115,15 +116,15 @@ def test_parse_time_check_against_the_probe_set_names_the_first_missing_id(tmp_p
 def test_config_errors_name_the_key(tmp_path):
     folder = write_external(tmp_path / "a", [1, 2])
     with pytest.raises(ConfigError, match=r"at external_activations.networks: name 'resnet_seed3' ends in _seed<N>"):
-        load_settings(_config({"resnet_seed3": folder}))
+        checked_settings(_config({"resnet_seed3": folder}))
     with pytest.raises(ConfigError, match=r"at external_activations.networks: external activation folder .*nowhere"):
-        load_settings(_config({"ext": tmp_path / "nowhere"}))
+        checked_settings(_config({"ext": tmp_path / "nowhere"}))
     with pytest.raises(ConfigError, match=r"at external_activations.networks"):  # the schema's name pattern
-        load_settings(_config({"Bad__Name": folder}))
+        checked_settings(_config({"Bad__Name": folder}))
     other = write_external(tmp_path / "other", [1, 2], {"features": (3,)})
     with pytest.raises(ConfigError, match=r"at subspace_match.layer_pairs: 'corresponding' .*'ext'"):
-        load_settings(_config({"ext": other}))
-    load_settings(_config({"ext": other}, subspace_match={"layer_pairs": "all"}))
+        checked_settings(_config({"ext": other}))
+    checked_settings(_config({"ext": other}, subspace_match={"layer_pairs": "all"}))
 
 
 def test_import_writes_a_verified_cache_of_the_probe_rows(tmp_path, splits):

@@ -5,11 +5,14 @@ built-in measures (``repmatch.similarity.check_measure``)."""
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from byo_factories import linear_cka, mean_cosine
 
+from repmatch.config_checks import checked_settings
+from repmatch.jobs import snakemake_job
 from repmatch.settings import ConfigError, load_settings
 from repmatch.similarity import MEASURES, MeasurePropertyError, check_measure, similarity, similarity_grids
 from repmatch.similarity.registry import Measure
@@ -34,6 +37,13 @@ def _restore_registry():
 
 def _config(user_measures, measures=("linear_cka",)):
     return copy.deepcopy(MINIMAL) | {"similarity": {"measures": list(measures), "user_measures": user_measures}}
+
+
+def _run_job(config, tmp_path):
+    """What a script does first: its settings and the config's user measures, through the jobs' runner."""
+    smk = SimpleNamespace(rule="similarity_pair", log=[str(tmp_path / "job.log")], config=config)
+    with snakemake_job(smk) as job:
+        return job.settings
 
 
 @pytest.mark.parametrize("name", BUILT_IN)
@@ -77,9 +87,19 @@ def test_strict_mode_fails_an_undeclared_invariance():
         check_measure(linear_cka, CKA_PROPS | {"invariances": ["orthogonal"]}, strict=True)
 
 
-def test_config_registers_the_measure_and_the_engine_computes_it_in_every_conv_mode():
-    load_settings(_config([{"name": "user_cka", "function": "byo_factories:linear_cka", "properties": CKA_PROPS}],
-                          ["linear_cka", "user_cka"]))  # fmt: skip
+def test_loading_and_checking_settings_register_no_measure():
+    """The registry changes only where a caller registers explicitly (the jobs' runner), never as a side effect."""
+    cfg = _config([{"name": "user_cka", "function": "byo_factories:linear_cka", "properties": CKA_PROPS}],
+                  ["linear_cka", "user_cka"])  # fmt: skip
+    before = dict(MEASURES)
+    load_settings(cfg)
+    checked_settings(cfg)  # imports the function and checks the declared properties' names
+    assert MEASURES == before
+
+
+def test_a_job_registers_the_config_measure_and_the_engine_computes_it_in_every_conv_mode(tmp_path):
+    _run_job(_config([{"name": "user_cka", "function": "byo_factories:linear_cka", "properties": CKA_PROPS}],
+                     ["linear_cka", "user_cka"]), tmp_path)  # fmt: skip
     assert MEASURES["user_cka"].larger_is_similar and MEASURES["user_cka"].symmetric
     check_measure("user_cka", strict=True)  # through the grid engine, as in a run
     rng = np.random.default_rng(3)
@@ -102,25 +122,28 @@ def test_a_user_measure_sees_the_uncentred_view():
 def test_bad_user_measures_fail_at_parse_time_naming_the_key():
     spec = {"name": "mine", "function": "no_such_pkg.measures:cka", "properties": CKA_PROPS}
     with pytest.raises(ConfigError, match=r"at similarity.user_measures\[0\].function: cannot import module 'no_such_pkg.measures'"):
-        load_settings(_config([spec]))
+        checked_settings(_config([spec]))
     with pytest.raises(ConfigError, match=r"at similarity.user_measures\[0\].function: module 'byo_factories' has no attribute"):
-        load_settings(_config([spec | {"function": "byo_factories:cka_typo"}]))
+        checked_settings(_config([spec | {"function": "byo_factories:cka_typo"}]))
     with pytest.raises(ConfigError, match=r"name of a built-in measure"):
-        load_settings(_config([spec | {"name": "linear_cka", "function": "byo_factories:linear_cka"}]))
+        checked_settings(_config([spec | {"name": "linear_cka", "function": "byo_factories:linear_cka"}]))
+    with pytest.raises(ConfigError, match=r"at similarity.user_measures\[1\].name: 'mine' is declared twice"):
+        good = spec | {"function": "byo_factories:linear_cka"}
+        checked_settings(_config([good, good]))
     with pytest.raises(ConfigError, match=r"at similarity.user_measures.0.properties: 'invariances' is a required property"):
         load_settings(_config([spec | {"function": "byo_factories:linear_cka",
                                        "properties": {k: v for k, v in CKA_PROPS.items() if k != "invariances"}}]))  # fmt: skip
     with pytest.raises(ConfigError, match=r"at similarity.measures: unknown measures \['not_declared'\]"):
-        load_settings(_config([], ["linear_cka", "not_declared"]))
+        checked_settings(_config([], ["linear_cka", "not_declared"]))
 
 
-def test_jobs_register_the_declared_properties_without_importing_the_code():
-    """Light jobs (tables, figures) read settings with check=False: they need larger_is_similar, not the user's code."""
+def test_jobs_register_the_declared_properties_without_importing_the_code(tmp_path):
+    """Light jobs (tables, figures) need larger_is_similar, not the user's code."""
     spec = {"name": "lazy_cka", "function": "no_such_pkg.measures:cka", "properties": CKA_PROPS}
-    load_settings(_config([spec], ["linear_cka", "lazy_cka"]), check=False)
+    _run_job(_config([spec], ["linear_cka", "lazy_cka"]), tmp_path)
     assert MEASURES["lazy_cka"].larger_is_similar
     x, y, _ = property_inputs()
     with pytest.raises(ValueError, match=r"similarity measure 'lazy_cka': cannot import module 'no_such_pkg.measures'"):
         similarity(x, y, "lazy_cka")
-    load_settings(_config([spec | {"function": "byo_factories:linear_cka"}], ["lazy_cka"]), check=False)
+    _run_job(_config([spec | {"function": "byo_factories:linear_cka"}], ["lazy_cka"]), tmp_path)
     assert similarity(x, y, "lazy_cka") == pytest.approx(linear_cka(x, y), abs=1e-12)

@@ -17,16 +17,16 @@ import torch
 import yaml
 from torch import nn
 
+from repmatch.config_checks import checked_settings
 from repmatch.networks import check_factory_networks
 from repmatch.settings import ConfigError
-from repmatch.settings import load_settings as _load_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def load_settings(cfg):
     """The settings as the workflow loads them: schema + semantic checks, then the factory network's own check."""
-    s = _load_settings(cfg)
+    s = checked_settings(cfg)
     check_factory_networks(s)
     return s
 

@@ -62,7 +62,7 @@ def test_mps_is_accepted_where_available(monkeypatch):
     from repmatch.settings import load_settings
 
     cfg = {"seeds": [0], "device": "mps", "data": {"name": "mnist5k"}, "model": {"arch": "smallcnn"}, "train": {"epochs": 1}}
-    assert load_settings(cfg, check=False).device == "mps"
+    assert load_settings(cfg).device == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(dev, "mps_available", lambda: True)
     assert dev.resolve_device("auto") == torch.device("mps")

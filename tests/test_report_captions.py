@@ -21,7 +21,7 @@ def _config(path: Path) -> dict:
     """The config as the workflow sees it: validated against the schema, defaults filled in."""
     from repmatch.settings import load_settings
 
-    return load_settings(yaml.safe_load(path.read_text()), check=False).to_config()
+    return load_settings(yaml.safe_load(path.read_text())).to_config()
 
 
 def render_caption(text: str, config: dict) -> tuple[str, str]:

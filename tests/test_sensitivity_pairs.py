@@ -274,7 +274,8 @@ def test_summary_table_one_row_per_method_beside_the_counterpart_test(tmp_path):
 
 def test_pairs_layers_and_settings():
     from repmatch.sensitivity.pairs import sensitivity_layers, sensitivity_pairs
-    from repmatch.settings import ConfigError, load_settings, section_settings
+    from repmatch.config_checks import checked_settings
+    from repmatch.settings import ConfigError, section_settings
 
     models = ["m0", "m1", "m2"]
     off = section_settings("sensitivity")
@@ -290,19 +291,19 @@ def test_pairs_layers_and_settings():
     def config(**kw):
         return {**base, "sensitivity": {**base.get("sensitivity", {}), **kw.pop("sensitivity", {})}, **kw}
 
-    st = load_settings(config(sensitivity={"layers": ["conv1", "conv3"]}))
+    st = checked_settings(config(sensitivity={"layers": ["conv1", "conv3"]}))
     assert sensitivity_layers(st) == ["conv1", "conv3"]
     # the default's small version: three evenly spaced layers of whatever network the config names
-    assert sensitivity_layers(load_settings(base)) == ["conv1", "conv3", "fc1"]
-    resnet = load_settings(config(model={"arch": "resnet20", "layers": "all"}))
+    assert sensitivity_layers(checked_settings(base)) == ["conv1", "conv3", "fc1"]
+    resnet = checked_settings(config(model={"arch": "resnet20", "layers": "all"}))
     assert sensitivity_layers(resnet) == ["stem", "layer2_0", "layer3_2"]  # 10 layers: positions 0, 4 (4.5 to even), 9
     with pytest.raises(ConfigError, match="sensitivity.layers"):
-        load_settings(config(sensitivity={"layers": ["nope"]}))
+        checked_settings(config(sensitivity={"layers": ["nope"]}))
     with pytest.raises(ConfigError, match="sensitivity.pairs.cross"):
-        load_settings(config(seeds=[0], sensitivity={"enabled": True, "pairs": {"cross": "all"}},
+        checked_settings(config(seeds=[0], sensitivity={"enabled": True, "pairs": {"cross": "all"}},
                              stitching={**base["stitching"], "pairs": {"within": "first", "cross": "none"}}))
     with pytest.raises(ConfigError, match="stitch_methods"):
-        load_settings(config(sensitivity={"stitch_methods": ["xyz"]}))
+        checked_settings(config(sensitivity={"stitch_methods": ["xyz"]}))
 
 
 def test_within_rows_come_from_the_network_tables_when_no_within_pair_ran():

@@ -1,10 +1,13 @@
 """repmatch.settings: the schema is the one place a default is written; the loader coerces
-command-line strings, fills defaults, validates and runs the semantic checks, naming the key."""
+command-line strings, fills defaults and validates, and repmatch.config_checks runs the semantic
+checks, each error naming the key."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import ast
 import re
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import pytest
 import yaml
 
 from repmatch import settings as S
+from repmatch.config_checks import checked_settings
 from repmatch.settings import ConfigError, Settings, load_settings, schema, section_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,8 +123,39 @@ SEMANTIC = {
 def test_semantic_checks_name_the_key(key):
     change, words = SEMANTIC[key]
     with pytest.raises(ConfigError) as err:
-        load_settings(copy.deepcopy(MINIMAL) | change)
+        checked_settings(copy.deepcopy(MINIMAL) | change)
     assert f"at {key}" in str(err.value) and words in str(err.value)
+
+
+def test_loading_checks_the_schema_only():
+    """The semantic checks ask packages above the settings; loading alone must not run them."""
+    bad = copy.deepcopy(MINIMAL) | SEMANTIC["model.layers"][0]
+    assert load_settings(bad).model.layers == ("conv1", "conv9")
+    with pytest.raises(ConfigError, match="at model.layers"):
+        checked_settings(bad)
+
+
+# What the settings may import: the foundations below every package (the layer order in
+# docs/ARCHITECTURE.md). Imports inside functions count too (they hide cycles).
+FOUNDATIONS = {"repmatch", "repmatch.schema", "repmatch.settings", "repmatch.naming", "repmatch.architectures"}
+
+
+@pytest.mark.parametrize("module", ["settings", "schema"])
+def test_settings_import_only_foundations_also_inside_functions(module):
+    tree = ast.parse((REPO / "src" / "repmatch" / f"{module}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            imported.add(".".join(["repmatch", *filter(None, [node.module])]))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("repmatch"):
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names if a.name.startswith("repmatch")}
+    assert imported <= FOUNDATIONS, sorted(imported - FOUNDATIONS)
+    code = f"import sys, repmatch.{module}; print(sorted(m for m in sys.modules if m.startswith(('repmatch', 'torch'))))"
+    env = os.environ | {"PYTHONPATH": str(REPO / "src")}  # this checkout's code, not an installed copy
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert set(ast.literal_eval(loaded)) <= FOUNDATIONS, loaded
 
 
 def _dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -156,7 +191,7 @@ def test_readme_config_overrides_work_on_the_command_line(tmp_path):
 
 def test_shipped_configs_load(repo_root):
     for path in [repo_root / "config.yaml", repo_root / "tests" / "data" / "tiny_config.yaml"]:
-        load_settings(path)
+        checked_settings(path)
     for path in sorted((repo_root / "config").glob("*.yaml")):  # their data_root lives on a cluster
-        s = load_settings(path, check=False)
+        s = load_settings(path)
         assert s.data.name != "mnist5k" and s.data.data_root

@@ -382,15 +382,16 @@ def test_similarity_bootstrap_on_token_layers_equals_the_pooled_arrays():
 
 def test_vit_config_errors_before_any_job(tmp_path):
     """Token layers and the OOD detectors do not mix: the config fails at parse time, naming the key."""
-    from repmatch.settings import ConfigError, load_settings
+    from repmatch.config_checks import checked_settings
+    from repmatch.settings import ConfigError
 
     base = {"seeds": [0, 1], "data": {"name": "mnist5k"}, "model": {"arch": "vit_tiny_test", "layers": ["block0"]},
             "train": {"epochs": 1}}
-    load_settings(base)  # fine as it is
+    checked_settings(base)  # fine as it is
     with pytest.raises(ConfigError, match="stitching.detector.enabled"):
-        load_settings({**base, "stitching": {"detector": {"enabled": True}}})
+        checked_settings({**base, "stitching": {"detector": {"enabled": True}}})
     with pytest.raises(ConfigError, match="block9"):
-        load_settings({**base, "model": {"arch": "vit_tiny_test", "layers": ["block9"]}})
+        checked_settings({**base, "model": {"arch": "vit_tiny_test", "layers": ["block9"]}})
 
 
 def test_vit_training_is_deterministic(data):

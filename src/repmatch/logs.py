@@ -6,12 +6,13 @@ details", but an uncaught exception's traceback goes only to stderr (on SLURM in
 ``with job_log(name, log_file) as log:``, which writes the exception's type, message and
 full traceback to the job's log file (flushed) and to stderr, then re-raises so the job
 still exits non-zero.
+
+Foundation level: the standard library only (the jobs' runner, :mod:`repmatch.jobs`, builds on it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import sys
@@ -76,10 +77,8 @@ def job_log(name: str, log_file: str | os.PathLike[str] | None) -> Iterator[logg
     """Run a job body with its logger; log any uncaught exception to ``log_file``, then re-raise.
 
     ``SystemExit(0)`` / ``SystemExit(None)`` pass through silently; ``KeyboardInterrupt``
-    (Snakemake's SIGINT on Ctrl-C) is logged as well. Use in every script::
-
-        with job_log("train", snakemake.log[0]) as log:
-            train_stage(..., log_file=snakemake.log[0])
+    (Snakemake's SIGINT on Ctrl-C) is logged as well. Every script reaches it through
+    :func:`repmatch.jobs.snakemake_job`.
     """
     log = job_logger(name, log_file)
     try:
@@ -97,17 +96,3 @@ def run_logged(fn: Callable[..., T], name: str, log_file: str | os.PathLike[str]
     """Call ``fn(*args, **kwargs)`` inside :func:`job_log`; return its result."""
     with job_log(name, log_file):
         return fn(*args, **kwargs)
-
-
-def logged_job(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Decorator form: the wrapped function takes ``log_file=`` and runs inside :func:`job_log`."""
-
-    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, log_file: str | os.PathLike[str] | None = None, **kwargs: Any) -> T:
-            with job_log(name, log_file):
-                return fn(*args, log_file=log_file, **kwargs)
-
-        return wrapper
-
-    return decorate

@@ -2,41 +2,42 @@
 
 Why one loader: the schema (``repmatch/schema.yaml``, shipped with the package) is the only
 place a default is written. :func:`load_settings` takes a YAML file, a dict or Snakemake's
-``config`` and
+``config``, coerces command-line strings to the schema's types, fills every default and
+validates against the schema (:mod:`repmatch.schema`; errors name the key:
+``at stitching.tlm.epohcs: ...``), and returns a :class:`Settings` of frozen dataclasses, one
+per config section. The Snakefile, the scripts and the library all take these objects; nobody
+calls ``.get(key, default)``. The dataclasses hold field names and types but no defaults (a test
+checks that they list exactly the schema's keys).
 
-1. coerces command-line strings to the schema's types (``--config seeds=[0,1]`` arrives as
-   strings),
-2. fills every default from the schema,
-3. validates against the schema (errors name the key: ``at stitching.tlm.epohcs: ...``),
-4. runs the checks a schema cannot express (layer names exist, ``data_root`` exists, the probe
-   set fits the test set, measure names are registered, the pair selection is possible),
+Foundation level: every package imports this module, so it imports only the foundations
+(:mod:`repmatch.schema`, :mod:`repmatch.naming`, the torch-free facts of
+:mod:`repmatch.architectures`). The checks a schema cannot express (layer names, ``data_root``,
+probe sizes, known measures, pairs, external activations) ask packages above it and live in
+:mod:`repmatch.config_checks`, which ``rules/common.smk`` calls; loading never changes the
+measure registry (jobs register the config's user measures themselves, :mod:`repmatch.jobs`).
 
-and returns a :class:`Settings` of frozen dataclasses, one per config section. The Snakefile,
-the scripts and the library all take these objects; nobody calls ``.get(key, default)``.
-The dataclasses hold field names and types but no defaults (a test checks that they list
-exactly the schema's keys).
+Why over 400 lines: it is the one list of every config section (ten dataclasses and five nested
+ones, their fields the schema's keys) with the small properties that read them, beside the
+80-line loader that builds them; split, a reader would look in several places for one key's type.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import os
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
-import jsonschema
 import yaml
 
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key."""
+from .architectures import resolve_layers
+from .naming import factory_name
+from .schema import ConfigError, coerce, fill_defaults, schema, validate
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,20 +95,16 @@ class ModelSettings:
     @property
     def prefix(self) -> str:
         """The model ids' prefix (``<prefix>_seed<k>``): ``name``, else ``arch``, else the factory's function name."""
-        from .naming import factory_name
-
         if self.name is not None:
             return self.name
         if self.arch is not None:
             return self.arch
-        assert self.factory is not None, "model: arch or factory (check_semantics)"
+        assert self.factory is not None, "model: arch or factory (config_checks.check_semantics)"
         return factory_name(self.factory)
 
     @property
     def layer_names(self) -> list[str]:
         """The configured layers, in network order: resolved for a built-in architecture, as listed for a factory."""
-        from .architectures import resolve_layers
-
         if self.arch is not None:
             return resolve_layers(self.arch, self.layers)
         if isinstance(self.layers, str):
@@ -116,8 +113,6 @@ class ModelSettings:
 
     def resolve(self, wanted: str | typing.Sequence[str]) -> list[str]:
         """A layer choice (``all`` or names) among the configured layers, in network order."""
-        from .architectures import resolve_layers
-
         if self.arch is not None:
             return resolve_layers(self.arch, wanted)
         names = self.layer_names
@@ -352,43 +347,17 @@ SECTIONS: dict[str, type] = {
 # Loading
 
 
-@functools.cache
-def schema() -> dict[str, Any]:
-    """The configuration schema (package data: works from an installed wheel as well)."""
-    return yaml.safe_load(resources.files("repmatch").joinpath("schema.yaml").read_text())
+def load_settings(source: str | os.PathLike[str] | Mapping[str, Any]) -> Settings:
+    """Build the experiment's settings from a YAML file, a dict or Snakemake's ``config``:
+    coerced, defaults filled, validated against the schema (a :class:`ConfigError` names the key).
 
-
-def schema_path() -> Path:
-    """A filesystem path of the schema (for ``snakemake.utils.validate`` and readers)."""
-    return Path(str(resources.files("repmatch").joinpath("schema.yaml")))
-
-
-def load_settings(source: str | os.PathLike[str] | Mapping[str, Any], check: bool = True) -> Settings:
-    """Build the experiment's settings from a YAML file, a dict or Snakemake's ``config``.
-
-    ``check=False`` skips the semantic checks that look at the file system or the registries
-    (used where only the shape of the config matters).
+    The semantic checks are :func:`repmatch.config_checks.check_semantics` (or
+    :func:`repmatch.config_checks.checked_settings`: both at once).
     """
     config = _read(source)
     config = fill_defaults(coerce(config, schema()), schema())
     validate(config)
-    settings = _build(Settings, config)
-    _register_user_measures(settings, load=check)  # jobs (check=False) use them too; they import the code when computing
-    if check:
-        check_semantics(settings)
-    return settings
-
-
-def _register_user_measures(s: Settings, load: bool) -> None:
-    """Register ``similarity.user_measures`` (``load``: importing the user's functions now); a failure names the key."""
-    if not s.similarity.user_measures:
-        return
-    from .similarity.user import register_user_measures
-
-    try:
-        register_user_measures(s.similarity.user_measures, load=load)
-    except ValueError as err:
-        raise ConfigError(f"invalid configuration:\n  at {err}") from err
+    return _build(Settings, config)
 
 
 def section_settings(name: str, values: Mapping[str, Any] | None = None) -> Any:
@@ -400,7 +369,7 @@ def section_settings(name: str, values: Mapping[str, Any] | None = None) -> Any:
         raise ConfigError(f"unknown config section {name!r}; sections are {sorted(SECTIONS)}")
     sub = schema()["properties"][name]
     value = fill_defaults(coerce(copy.deepcopy(dict(values or {})), sub), sub)
-    _raise_errors(jsonschema.Draft202012Validator(sub).iter_errors(value), prefix=name)
+    validate(value, sub, prefix=name)
     return _build(SECTIONS[name], value)
 
 
@@ -426,82 +395,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-_TYPE_CHECKS = {
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-    "string": lambda v: isinstance(v, str),
-}
-
-
-def _types(sub: Mapping[str, Any]) -> list[str]:
-    t = sub.get("type", [])
-    return [t] if isinstance(t, str) else list(t)
-
-
-def coerce(value: Any, sub: Mapping[str, Any]) -> Any:
-    """Turn command-line strings into the types the schema asks for.
-
-    ``snakemake --config seeds=[0,1]`` gives ``["0", "1"]`` and ``--config 'stitching={tlm:
-    {epochs: 5}}'`` a nested dict of strings; a string is parsed as YAML where the schema wants a
-    number, boolean, null, array or object and the parsed value has that type. Anything else is
-    left for the validator to report.
-    """
-    alternatives = sub.get("oneOf") or sub.get("anyOf")
-    if alternatives:
-        for alt in alternatives:
-            out = coerce(value, alt)
-            if not list(jsonschema.Draft202012Validator(alt).iter_errors(out)):
-                return out
-        return value
-    types_ = _types(sub)
-    if isinstance(value, str) and "string" not in types_ and types_:
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value
-        if any(_TYPE_CHECKS[t](parsed) for t in types_):
-            value = parsed
-    if isinstance(value, list) and isinstance(sub.get("items"), Mapping):
-        return [coerce(v, sub["items"]) for v in value]
-    if isinstance(value, dict) and isinstance(sub.get("properties"), Mapping):
-        props = sub["properties"]
-        return {k: coerce(v, props[k]) if k in props else v for k, v in value.items()}
-    return value
-
-
-def fill_defaults(value: Any, sub: Mapping[str, Any]) -> Any:
-    """Fill missing keys of every (nested) mapping from the schema's ``default`` values."""
-    if not isinstance(value, dict) or not isinstance(sub.get("properties"), Mapping):
-        return value
-    out = dict(value)
-    for key, prop in sub["properties"].items():
-        if key not in out and "default" in prop:
-            out[key] = copy.deepcopy(prop["default"])
-        if key in out:
-            out[key] = fill_defaults(out[key], prop)
-    return out
-
-
-def validate(config: Mapping[str, Any]) -> None:
-    """Schema validation; every violation is listed with its location."""
-    _raise_errors(jsonschema.Draft202012Validator(schema()).iter_errors(dict(config)))
-
-
-def _raise_errors(errors: typing.Iterable[jsonschema.ValidationError], prefix: str = "") -> None:
-    errors = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
-    if not errors:
-        return
-    lines = []
-    for err in errors:
-        where = ".".join([prefix] * bool(prefix) + [str(p) for p in err.absolute_path]) or "<top level>"
-        lines.append(f"  at {where}: {err.message}")
-    raise ConfigError("invalid configuration:\n" + "\n".join(lines))
 
 
 def _build(cls: type, value: Mapping[str, Any]) -> Any:
@@ -532,173 +425,3 @@ def _accepts_float(hint: Any) -> bool:
         args = typing.get_args(hint)
         return float in args and int not in args
     return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks the schema cannot express, run before any job.
-
-
-def check_semantics(s: Settings) -> None:
-    """Every check that needs more than the schema; each error names the key and what is allowed."""
-    from .architectures import resolve_layers
-    from .datasets import USER_DATASETS, dataset_sizes
-
-    errors: list[str] = []
-
-    def attempt(key: str, fn: typing.Callable[[], Any]) -> None:
-        try:
-            fn()
-        except (KeyError, ValueError) as err:
-            errors.append(f"  at {key}: {err.args[0] if err.args else err}")
-
-    m = s.model
-    if (m.arch is None) == (m.factory is None):
-        errors.append("  at model: give exactly one of model.arch (a built-in architecture, trained here) and model.factory "
-                      "(your network, with model.checkpoints); beside a factory set arch: null (config.yaml sets arch, "
-                      "and --configfile merges into it)")
-    elif m.arch is not None:
-        for key in ("checkpoints", "input_channels"):
-            if getattr(m, key) is not None:
-                errors.append(f"  at model.{key}: only for a factory network; model.arch networks are built and trained here")
-        if m.kwargs:
-            errors.append("  at model.kwargs: only for a factory network (model.arch builds the architecture for the data)")
-        attempt("model.layers", lambda: resolve_layers(m.arch, m.layers))
-        if s.stitching.layers is not None:
-            attempt("stitching.layers", lambda: resolve_layers(m.arch, s.stitching.layers))
-        from .architectures import TOKEN_ARCHITECTURES
-
-        if s.stitching.detector.enabled and m.arch in TOKEN_ARCHITECTURES:
-            errors.append(f"  at stitching.detector.enabled: the learned OOD detectors classify conv maps and vectors, and "
-                          f"{m.arch}'s layers are token sequences; set it to false")
-    elif m.checkpoints is None:
-        errors.append("  at model.checkpoints: a factory network is not trained by the pipeline; list its weights files, "
-                      "one per seed (or use model.arch for a built-in architecture)")
-    elif len(m.checkpoints) != len(s.seeds):
-        errors.append(f"  at model.checkpoints: {len(m.checkpoints)} files for {len(s.seeds)} seeds {list(s.seeds)}; "
-                      "checkpoints[k] is the network of seeds[k]")
-    # else: the network itself (factory, checkpoints, module names) is checked by
-    # repmatch.networks.check_factory_networks while Snakemake parses: it needs torch, and this module
-    # is imported by every job, the light table/figure jobs too.
-
-    if s.data.factory is not None and s.data.name != "factory":
-        errors.append(f"  at data.factory: set, but data.name is {s.data.name!r}; the factory is read only with "
-                      "data.name: factory")
-    sizes = _user_data_sizes(s.data, errors) if s.data.name in USER_DATASETS else dataset_sizes(s.data.name, s.data.n_test)
-    n_train_total, n_test_total = sizes if sizes is not None else (None, None)
-    if sizes is None:
-        pass  # a factory's sizes are known once it has run: load_splits checks them, naming the keys
-    elif s.data.name in USER_DATASETS:
-        if s.data.n_train is not None and s.data.n_train > n_train_total:
-            errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training images of "
-                          f"{s.data.data_root}")
-    elif s.data.name == "mnist5k":
-        if s.data.n_test >= n_train_total + n_test_total:
-            errors.append(f"  at data.n_test: {s.data.n_test} leaves no training digits; mnist5k has 5000 in all")
-    else:
-        if not s.data.data_root:
-            errors.append(f"  at data.data_root: dataset {s.data.name!r} is read from a local folder; set data.data_root")
-        elif not Path(s.data.data_root).expanduser().is_dir():
-            errors.append(f"  at data.data_root: folder {s.data.data_root!r} does not exist (repmatch never downloads; "
-                          "see README, 'Pointing it at CIFAR-10')")
-        if s.data.n_train is not None and s.data.n_train > n_train_total:
-            errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training images of {s.data.name}")
-    if n_test_total is not None and s.data.n_probe > n_test_total:
-        errors.append(f"  at data.n_probe: {s.data.n_probe} probe samples do not fit the test set of {n_test_total}")
-    if n_test_total is not None and s.subspace_match.n_probe is not None and s.subspace_match.n_probe > n_test_total:
-        errors.append(f"  at subspace_match.n_probe: {s.subspace_match.n_probe} probe samples do not fit the test set "
-                      f"of {n_test_total}")
-
-    from .similarity.registry import MEASURES
-
-    unknown = [m for m in s.similarity.measures if m not in MEASURES]
-    if unknown:
-        errors.append(f"  at similarity.measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
-    if s.uncertainty.bootstrap_measures is not None:
-        unknown = [m for m in s.uncertainty.bootstrap_measures if m not in MEASURES]
-        if unknown:
-            errors.append(f"  at uncertainty.bootstrap_measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
-    if s.sensitivity.measures is not None:
-        unknown = [m for m in s.sensitivity.measures if m not in MEASURES]
-        if unknown:
-            errors.append(f"  at sensitivity.measures: unknown measures {unknown}; registered: {sorted(MEASURES)}")
-
-    if s.sensitivity.layers is not None:
-        attempt("sensitivity.layers", lambda: s.model.resolve(s.sensitivity.layers))
-    if s.sensitivity.enabled and s.sensitivity.pairs.cross != "none" and len(s.seeds) < 2:
-        errors.append(f"  at sensitivity.pairs.cross: {s.sensitivity.pairs.cross!r} needs at least two seeds "
-                      f"(seeds = {list(s.seeds)}); use 'none'")
-    if s.stitching.pairs.cross != "none" and len(s.seeds) < 2:
-        errors.append(f"  at stitching.pairs.cross: {s.stitching.pairs.cross!r} needs at least two seeds "
-                      f"(seeds = {list(s.seeds)}); use 'none'")
-    if not s.stitching.detector.m_in < s.stitching.detector.m_out:
-        errors.append(f"  at stitching.detector.m_in: the energy margins need m_in < m_out, got {s.stitching.detector.m_in} "
-                      f"and {s.stitching.detector.m_out}")
-    if s.subspace_match.simple_repeats > s.subspace_match.repeats:
-        errors.append(f"  at subspace_match.simple_repeats: {s.subspace_match.simple_repeats} exceeds "
-                      f"subspace_match.repeats = {s.subspace_match.repeats}")
-    if s.external_activations.networks:
-        _check_external(s, errors)
-    if errors:
-        raise ConfigError("invalid configuration:\n" + "\n".join(errors))
-
-
-def _user_data_sizes(data: DataSettings, errors: list[str]) -> tuple[int, int] | None:
-    """(training, test) sizes of an image folder (listed, not read) after checking it; ``None`` for a factory
-    (checked to be importable; its sizes are known only once it has run) or when the check failed."""
-    from .datasets import list_imagefolder
-    from .user_code import import_object
-
-    if data.name == "factory":
-        if data.factory is None:
-            errors.append("  at data.factory: data.name is 'factory'; name the function as 'package.module:function'")
-        else:
-            try:
-                import_object(data.factory, "data.factory")
-            except ValueError as err:
-                errors.append(f"  at {err}")
-        return None
-    if not data.data_root:
-        errors.append("  at data.data_root: data.name 'imagefolder' reads its images from data.data_root "
-                      "(a folder holding train/<class>/<image> and test/<class>/<image>); set it")
-        return None
-    try:
-        listing = list_imagefolder(data.data_root)
-    except (ValueError, OSError) as err:
-        errors.append(f"  at data.data_root: {err}")
-        return None
-    return len(listing.train), len(listing.test)
-
-
-def _check_external(s: Settings, errors: list[str]) -> None:
-    """External activation networks: names free, folders readable and on the same samples, subspace layers shared.
-
-    (Their ids against the probe sets need ``split.json``: ``repmatch.backbone.external.check_against_split``,
-    run by the workflow while it parses.)"""
-    import re
-
-    from .backbone.external import ExternalActivationError, check_networks
-    from .backbone.pairs import models
-
-    key = "external_activations.networks"
-    trained = set(models(s))
-    for name in s.external_activations.networks:
-        if re.search(r"_seed\d+$", name) or name in trained:
-            errors.append(f"  at {key}: name {name!r} ends in _seed<N>, which is reserved for the networks trained here")
-    try:
-        nets = check_networks(s.external_activations.networks)
-    except ExternalActivationError as err:
-        errors.append(f"  at {key}: {err}")
-        return
-    if s.subspace_match.layer_pairs == "corresponding" and (len(s.seeds) + len(nets) > 1 or s.subspace_match.within_network):
-        from .architectures import resolve_layers
-
-        try:  # a list of layer names as given, or "all" of a built-in architecture
-            trained_layers = set(s.model.layers) if not isinstance(s.model.layers, str) else set(
-                resolve_layers(s.model.arch, s.model.layers))
-        except (KeyError, ValueError):
-            return  # reported at model.layers
-        for net in nets.values():
-            if not set(net.layers) & trained_layers:
-                errors.append(f"  at subspace_match.layer_pairs: 'corresponding' compares layers of the same name, but external "
-                              f"network {net.name!r} ({net.folder}) shares none with model.layers; use 'all' or name its "
-                              "files after the trained layers")

@@ -102,26 +102,40 @@ def make_user_measure(name: str, function: str | PairFn, properties: Mapping[str
     )  # fmt: skip
 
 
+def _refuse_built_in_name(name: str) -> None:
+    current = MEASURES.get(name)
+    if current is not None and not isinstance(current, UserMeasure):
+        raise SimilarityInputError(f"user measure {name!r} has the name of a built-in measure; choose another name")
+
+
 def register_user_measure(measure: UserMeasure) -> UserMeasure:
     """Register (or re-register: the config is read in every job) a user measure; a built-in name is refused."""
-    current = MEASURES.get(measure.name)
-    if current is not None and not isinstance(current, UserMeasure):
-        raise SimilarityInputError(f"user measure {measure.name!r} has the name of a built-in measure; choose another name")
+    _refuse_built_in_name(measure.name)
     MEASURES[measure.name] = measure
     return measure
 
 
-def register_user_measures(specs: Iterable[Mapping[str, Any]], load: bool = True) -> list[UserMeasure]:
-    """Register every ``similarity.user_measures`` entry (``name``, ``function``, ``properties``); ``load``:
-    import the functions now (the parse-time check) or when first computed (:func:`make_user_measure`)."""
+def make_user_measures(specs: Iterable[Mapping[str, Any]], load: bool = True) -> list[UserMeasure]:
+    """Every ``similarity.user_measures`` entry (``name``, ``function``, ``properties``) as a
+    :class:`UserMeasure`, checked as registering it would (a name declared twice or a built-in name
+    is refused) but not registered: the parse-time check reads them without touching the registry.
+    ``load``: import the functions now or when first computed (:func:`make_user_measure`)."""
     out, seen = [], set()
     for k, spec in enumerate(specs):
         key = f"similarity.user_measures[{k}]"
         if spec["name"] in seen:
             raise SimilarityInputError(f"{key}.name: {spec['name']!r} is declared twice")
         seen.add(spec["name"])
-        out.append(register_user_measure(make_user_measure(spec["name"], spec["function"], spec["properties"], key, load=load)))
+        measure = make_user_measure(spec["name"], spec["function"], spec["properties"], key, load=load)
+        _refuse_built_in_name(measure.name)
+        out.append(measure)
     return out
+
+
+def register_user_measures(specs: Iterable[Mapping[str, Any]], load: bool = True) -> list[UserMeasure]:
+    """Register every ``similarity.user_measures`` entry (:func:`make_user_measures`). Called explicitly
+    by whoever needs them (every job, :func:`repmatch.jobs.snakemake_job`), never by loading settings."""
+    return [register_user_measure(m) for m in make_user_measures(specs, load=load)]
 
 
 # --- property checks ------------------------------------------------------------------------------
