@@ -8,7 +8,7 @@ with ``kwargs: {in_channels: 1, num_classes: 10}``); ``model.arch`` stays their 
 by the pipeline.
 
 Everything that can be known before a job runs is checked here, for
-:func:`repmatch.settings.check_semantics`: the factory imports and builds, every checkpoint loads
+:func:`repmatch.config_checks.check_semantics`: the factory imports and builds, every checkpoint loads
 into the network (keys and shapes), the layers name modules of it, and -- for the built-in
 datasets, whose input shape is known -- one forward pass on zeros checks each layer runs exactly
 once and the network outputs one logit per class.
@@ -129,7 +129,7 @@ def check_factory_networks(settings: Settings) -> None:
     fits, the layer names are its modules; a :class:`repmatch.settings.ConfigError` lists every
     problem by key. Nothing to do for built-in architectures.
 
-    Apart from :func:`repmatch.settings.check_semantics` because it needs torch and the user's
+    Apart from :func:`repmatch.config_checks.check_semantics` because it needs torch and the user's
     code; the workflow runs it right after loading the settings (rules/common.smk).
     """
     m = settings.model
