@@ -1,8 +1,8 @@
 """The sensitivity stages: the only functions the ``scripts/sensitivity_*.py`` call.
 
-* :func:`sensitivity_stage` (one network): :func:`.network.layer_sensitivity` for each tested
+* :func:`sensitivity_stage` (one network): :func:`.within_network.layer_sensitivity` for each tested
   layer; the tidy table (``COLUMNS["sensitivity"]``), the per-index correlations and the curves.
-* :func:`pair_stage` (one ordered network pair): :func:`.front.pair_sensitivity`, the rank-r front
+* :func:`pair_stage` (one ordered network pair): :func:`.cross_network.pair_sensitivity`, the rank-r front
   of A into B; the tidy table ``COLUMNS["sensitivity_pair"]``.
 * :func:`aggregate_stage` (CPU): units, specificity points, the summary table and its figure.
 
@@ -51,7 +51,7 @@ def sensitivity_stage(
     from ..device import resolve_device
     from ..models import load_trained, select_layers
     from .correlation import ConstantInputWarning
-    from .network import layer_sensitivity, summary_table, tidy_rows
+    from .within_network import layer_sensitivity, summary_table, tidy_rows
 
     torch.set_num_threads(sensitivity.threads)
     device = resolve_device(device_spec)
@@ -115,7 +115,7 @@ def pair_stage(
     from ..device import resolve_device
     from ..models import load_trained, select_layers
     from ..stitching.task import TLMConfig
-    from .front import pair_sensitivity, tidy_pair_rows
+    from .cross_network import pair_sensitivity, tidy_pair_rows
 
     torch.set_num_threads(sensitivity.threads)
     device = resolve_device(device_spec)
