@@ -79,7 +79,7 @@ def job_log(name: str, log_file: str | os.PathLike[str] | None) -> Iterator[logg
     (Snakemake's SIGINT on Ctrl-C) is logged as well. Use in every script::
 
         with job_log("train", snakemake.log[0]) as log:
-            train_stage(..., log_file=snakemake.log[0])
+            train_stage(..., log=log)
     """
     log = job_logger(name, log_file)
     try:

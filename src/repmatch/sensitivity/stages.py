@@ -6,7 +6,8 @@
   of A into B; the tidy table ``COLUMNS["sensitivity_pair"]``.
 * :func:`aggregate_stage` (CPU): units, specificity points, the summary table and its figure.
 
-Every output is written atomically.
+Every output is written atomically. Every parameter is keyword-only: the scripts name each
+setting section and path, so no call can swap two of the same type.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ PathLike = str | os.PathLike[str]
 
 
 def sensitivity_stage(
-    model: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
+    *, model: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
     similarity: SimilaritySettings, dm: DMSettings, batch_size: int, device_spec: str, split_json: PathLike,
     checkpoint: PathLike, metrics_json: PathLike, table: PathLike, summary: PathLike, log: logging.Logger,
     curves_stem: PathLike | None = None,
@@ -97,7 +98,7 @@ def _similarity_kwargs(similarity: SimilaritySettings) -> dict:
 
 
 def pair_stage(
-    model_a: str, model_b: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
+    *, model_a: str, model_b: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
     similarity: SimilaritySettings, stitching: StitchingSettings, device_spec: str, split_json: PathLike,
     checkpoints: tuple[PathLike, PathLike], metrics: tuple[PathLike, PathLike], table: PathLike, log: logging.Logger,
 ) -> pd.DataFrame:  # fmt: skip
@@ -145,7 +146,7 @@ def pair_stage(
 
 
 def aggregate_stage(
-    pair_tables: Sequence[PathLike], network_tables: Sequence[PathLike], sanity_specificity: PathLike | None, level: float,
+    *, pair_tables: Sequence[PathLike], network_tables: Sequence[PathLike], sanity_specificity: PathLike | None, level: float,
     units_csv: PathLike, points_csv: PathLike, summary_csv: PathLike, figure_png: PathLike, log: logging.Logger,
 ) -> pd.DataFrame:  # fmt: skip
     """Units, specificity points and the one summary table (CSV), and the sensitivity-specificity figure."""
