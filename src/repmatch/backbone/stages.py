@@ -113,9 +113,10 @@ def activations_stage(
     split_json: PathLike, checkpoint: PathLike, metrics_json: PathLike, out_dir: PathLike, log: logging.Logger,
 ) -> Path:  # fmt: skip
     """Cache the activations of the configured layers of one trained network on the probe set
-    (``data.n_probe``, the probe set of similarity, sanity and the figures)."""
-    return _cache_activations(model, data, model_settings, activations, device_spec, split_json, checkpoint,
-                              metrics_json, out_dir, log, subspace=None)  # fmt: skip
+    (``data.n_probe`` samples: the probe set the similarity measures compare on)."""
+    return _cache_activations(model=model, data=data, model_settings=model_settings, activations=activations,
+                              device_spec=device_spec, split_json=split_json, checkpoint=checkpoint,
+                              metrics_json=metrics_json, out_dir=out_dir, log=log, subspace=None)  # fmt: skip
 
 
 def subspace_activations_stage(
@@ -125,13 +126,14 @@ def subspace_activations_stage(
 ) -> Path:  # fmt: skip
     """Cache the activations of the configured layers of one trained network on the subspace
     match's own probe set (``subspace.n_probe`` test samples)."""
-    return _cache_activations(model, data, model_settings, activations, device_spec, split_json, checkpoint,
-                              metrics_json, out_dir, log, subspace=subspace)  # fmt: skip
+    return _cache_activations(model=model, data=data, model_settings=model_settings, activations=activations,
+                              device_spec=device_spec, split_json=split_json, checkpoint=checkpoint,
+                              metrics_json=metrics_json, out_dir=out_dir, log=log, subspace=subspace)  # fmt: skip
 
 
 def _cache_activations(
-    model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings, device_spec: str,
-    split_json: PathLike, checkpoint: PathLike, metrics_json: PathLike, out_dir: PathLike, log: logging.Logger, *,
+    *, model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings, device_spec: str,
+    split_json: PathLike, checkpoint: PathLike, metrics_json: PathLike, out_dir: PathLike, log: logging.Logger,
     subspace: SubspaceSettings | None,
 ) -> Path:  # fmt: skip
     """What both activation stages do; ``subspace`` picks the probe set (None: the similarity one)."""
