@@ -41,7 +41,7 @@ rule subspace_activations:
         activations=result_params(SETTINGS.activations),
         n_probe=SETTINGS.subspace_match.n_probe,
     script:
-        "../scripts/activations.py"
+        "../scripts/subspace_activations.py"
 
 
 # External networks (external_activations.networks): activations made elsewhere, imported as
@@ -84,4 +84,4 @@ rule external_subspace_activations:
         dtype=SETTINGS.activations.dtype,
         n_probe=SETTINGS.subspace_match.n_probe,
     script:
-        "../scripts/external_activations.py"
+        "../scripts/external_subspace_activations.py"

@@ -5,6 +5,6 @@ from repmatch.jobs import snakemake_job
 
 with snakemake_job(snakemake) as job:  # noqa: F821
     s = job.settings
-    subspace = s.subspace_match if job.rule == "subspace_activations" else None  # the subspace match's own probe set
-    activations_stage(job.wildcards.model, s.data, s.model, s.activations, s.device, job.input.split,
-                      job.input.checkpoint, job.input.metrics, job.output[0], job.log, subspace)  # fmt: skip
+    activations_stage(model=job.wildcards.model, data=s.data, model_settings=s.model, activations=s.activations,
+                      device_spec=s.device, split_json=job.input.split, checkpoint=job.input.checkpoint,
+                      metrics_json=job.input.metrics, out_dir=job.output[0], log=job.log)  # fmt: skip

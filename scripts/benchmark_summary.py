@@ -4,4 +4,4 @@ from repmatch.benchmarks import benchmark_summary_stage, parse_benchmark_path
 from repmatch.jobs import snakemake_job
 
 with snakemake_job(snakemake) as job:  # noqa: F821
-    benchmark_summary_stage({parse_benchmark_path(p): p for p in job.input}, job.output[0], job.log)
+    benchmark_summary_stage(files={parse_benchmark_path(p): p for p in job.input}, out_csv=job.output[0], log=job.log)

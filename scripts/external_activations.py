@@ -1,10 +1,10 @@
-"""Snakemake entry point: import one external network's activations as an activation cache (one probe set)."""
+"""Snakemake entry point: import one external network's activations as the similarity probe set's cache."""
 
 from repmatch.backbone.external_import import import_stage
 from repmatch.jobs import snakemake_job
 
 with snakemake_job(snakemake) as job:  # noqa: F821
     s, name = job.settings, job.wildcards.external
-    probe_set = "subspace_match" if job.rule == "external_subspace_activations" else "similarity"
-    import_stage(name, s.external_activations.networks[name], job.input.split, job.output[0], job.log, dtype=s.activations.dtype,
-                 subspace_n_probe=s.subspace_match.n_probe, split_seed=s.data.split_seed, probe_set=probe_set)  # fmt: skip
+    import_stage(name=name, folder=s.external_activations.networks[name], split_json=job.input.split,
+                 out_dir=job.output[0], log=job.log, subspace_n_probe=s.subspace_match.n_probe,
+                 split_seed=s.data.split_seed, probe_set="similarity", dtype=s.activations.dtype)  # fmt: skip

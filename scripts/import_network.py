@@ -5,5 +5,6 @@ from repmatch.jobs import snakemake_job
 
 with snakemake_job(snakemake) as job:  # noqa: F821
     s = job.settings
-    import_stage(job.wildcards.model, s.data, s.model, s.device, job.input.split, job.input.source,
-                 job.output.checkpoint, job.output.metrics, job.log)  # fmt: skip
+    import_stage(model=job.wildcards.model, data=s.data, model_settings=s.model, device_spec=s.device,
+                 split_json=job.input.split, source=job.input.source, checkpoint=job.output.checkpoint,
+                 metrics_json=job.output.metrics, log=job.log)  # fmt: skip

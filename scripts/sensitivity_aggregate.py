@@ -5,5 +5,7 @@ from repmatch.sensitivity.stages import aggregate_stage
 
 with snakemake_job(snakemake) as job:  # noqa: F821
     o = job.output
-    aggregate_stage(list(job.input.pairs), list(job.input.networks), job.input.sanity, job.settings.uncertainty.level,
-                    o.units, o.points, o.summary, o.sensitivity_vs_specificity_png, job.log)  # fmt: skip
+    aggregate_stage(pair_tables=list(job.input.pairs), network_tables=list(job.input.networks),
+                    sanity_specificity=job.input.sanity, level=job.settings.uncertainty.level, units_csv=o.units,
+                    points_csv=o.points, summary_csv=o.summary, figure_png=o.sensitivity_vs_specificity_png,
+                    log=job.log)  # fmt: skip

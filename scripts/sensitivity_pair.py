@@ -1,4 +1,5 @@
-"""Snakemake entry point: DM and TLM from the rank-r fronts of A into B, and every index (one ordered pair)."""
+"""Snakemake entry point: the cross-network sensitivity test, DM and TLM from the rank-r layers of A into B,
+and every index (one ordered pair)."""
 
 from repmatch.jobs import snakemake_job
 from repmatch.naming import parse_pair_id
@@ -8,6 +9,7 @@ from repmatch.sensitivity.stages import pair_stage
 with snakemake_job(snakemake) as job:  # noqa: F821
     s = job.settings
     model_a, model_b = parse_pair_id(job.wildcards.pair)
-    pair_stage(model_a, model_b, s.data, sensitivity_layers(s), s.sensitivity, s.similarity, s.stitching, s.device,
-               job.input.split, (job.input.a, job.input.b), (job.input.metrics_a, job.input.metrics_b), job.output[0],
-               job.log)  # fmt: skip
+    pair_stage(model_a=model_a, model_b=model_b, data=s.data, layer_names=sensitivity_layers(s), sensitivity=s.sensitivity,
+               similarity=s.similarity, stitching=s.stitching, device_spec=s.device, split_json=job.input.split,
+               checkpoints=(job.input.a, job.input.b), metrics=(job.input.metrics_a, job.input.metrics_b),
+               table=job.output[0], log=job.log)  # fmt: skip

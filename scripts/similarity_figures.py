@@ -4,4 +4,5 @@ from repmatch.jobs import snakemake_job
 from repmatch.similarity.stages import figures_stage
 
 with snakemake_job(snakemake) as job:  # noqa: F821
-    figures_stage(job.settings.similarity, job.settings.uncertainty, job.input[0], dict(job.output.items()), job.log)
+    figures_stage(settings=job.settings.similarity, uncertainty=job.settings.uncertainty, table=job.input[0],
+                  outputs=dict(job.output.items()), log=job.log)  # fmt: skip

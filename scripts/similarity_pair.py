@@ -6,5 +6,6 @@ from repmatch.similarity.stages import pair_stage
 
 with snakemake_job(snakemake) as job:  # noqa: F821
     model_a, model_b = parse_pair_id(job.wildcards.pair)
-    pair_stage(job.settings.similarity, job.settings.uncertainty, job.settings.device, model_a, model_b, job.input.a,
-               job.input.b, job.output[0], job.log)  # fmt: skip
+    pair_stage(settings=job.settings.similarity, uncertainty=job.settings.uncertainty, device_spec=job.settings.device,
+               model_a=model_a, model_b=model_b, cache_a=job.input.a, cache_b=job.input.b, out=job.output[0],
+               log=job.log)  # fmt: skip

@@ -4,4 +4,4 @@ from repmatch.jobs import snakemake_job
 from repmatch.stitching.stages import aggregate_stage
 
 with snakemake_job(snakemake) as job:  # noqa: F821
-    aggregate_stage(list(job.input), job.output[0], job.log)
+    aggregate_stage(pair_tables=list(job.input), out=job.output[0], log=job.log)

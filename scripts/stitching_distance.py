@@ -4,4 +4,4 @@ from repmatch.jobs import snakemake_job
 from repmatch.stitching.stages import distance_stage
 
 with snakemake_job(snakemake) as job:  # noqa: F821
-    distance_stage(job.input[0], job.output[0], job.log)
+    distance_stage(table=job.input[0], out=job.output[0], log=job.log)

@@ -4,4 +4,4 @@ from repmatch.jobs import snakemake_job
 from repmatch.stitching.stages import figures_stage
 
 with snakemake_job(snakemake) as job:  # noqa: F821
-    figures_stage(job.input.table, job.input.distance, dict(job.output.items()), job.log)
+    figures_stage(table=job.input.table, distance_csv=job.input.distance, outputs=dict(job.output.items()), log=job.log)

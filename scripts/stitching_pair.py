@@ -8,5 +8,7 @@ from repmatch.stitching.stages import pair_stage
 with snakemake_job(snakemake) as job:  # noqa: F821
     s = job.settings
     model_a, model_b = parse_pair_id(job.wildcards.pair)
-    pair_stage(s.stitching, s.data, stitching_layers(s), s.device, model_a, model_b, job.input.split,
-               (job.input.a, job.input.b), (job.input.metrics_a, job.input.metrics_b), job.output[0], job.log, s.uncertainty)  # fmt: skip
+    pair_stage(settings=s.stitching, data=s.data, layers=stitching_layers(s), device_spec=s.device, model_a=model_a,
+               model_b=model_b, split_json=job.input.split, checkpoints=(job.input.a, job.input.b),
+               metrics=(job.input.metrics_a, job.input.metrics_b), out=job.output[0], log=job.log,
+               uncertainty=s.uncertainty)  # fmt: skip

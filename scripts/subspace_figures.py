@@ -4,4 +4,5 @@ from repmatch.jobs import snakemake_job
 from repmatch.subspace_match.stages import figures_stage
 
 with snakemake_job(snakemake) as job:  # noqa: F821
-    figures_stage(job.input.table, job.input.simple, dict(job.output.items()), job.log, level=job.settings.uncertainty.level)
+    figures_stage(table=job.input.table, simple=job.input.simple, outputs=dict(job.output.items()), log=job.log,
+                  level=job.settings.uncertainty.level)  # fmt: skip

@@ -46,6 +46,6 @@ def test_summary_stage_writes_csv(tmp_path, caplog):
     a.write_text(HEADER + "3\t0:00:03\t100\t1\t1\t1\t1\t1\t1\t2\n")
     out = tmp_path / "summary.csv"
     with caplog.at_level(logging.INFO):
-        benchmark_summary_stage({("train", "m"): a}, out, logging.getLogger("b"))
+        benchmark_summary_stage(files={("train", "m"): a}, out_csv=out, log=logging.getLogger("b"))
     assert out.read_text().splitlines()[0] == "stage,job,wall_s,max_rss_mb,cpu_time_s,attempts"
     assert "train: 1 jobs" in caplog.text

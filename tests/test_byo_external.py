@@ -132,14 +132,14 @@ def test_import_writes_a_verified_cache_of_the_probe_rows(tmp_path, splits):
     folder = write_external(tmp_path / "ext", ids)
     split_json = tmp_path / "split.json"
     write_json(splits.record(), split_json)
-    out = import_stage("ext", folder, split_json, tmp_path / "cache", LOG, subspace_n_probe=None, split_seed=0,
+    out = import_stage(name="ext", folder=folder, split_json=split_json, out_dir=tmp_path / "cache", log=LOG, subspace_n_probe=None, split_seed=0,
                        probe_set="similarity", dtype="float64")  # fmt: skip
     cache = ActivationCache(out, expected_ids=splits.probe.ids)
     assert cache.layers == ["conv3", "fc1"]
     raw = np.load(folder / "fc1.npy")
     rows = [int(np.flatnonzero(ids == v)[0]) for v in splits.probe.ids]
     np.testing.assert_array_equal(cache.load("fc1"), raw[rows].astype(np.float64))  # the probe rows, in probe order
-    sub = import_stage("ext", folder, split_json, tmp_path / "sub", LOG, subspace_n_probe=None, split_seed=0,
+    sub = import_stage(name="ext", folder=folder, split_json=split_json, out_dir=tmp_path / "sub", log=LOG, subspace_n_probe=None, split_seed=0,
                        probe_set="subspace_match", dtype="float32")  # fmt: skip
     ActivationCache(sub, expected_ids=splits.test.ids)
 
@@ -154,15 +154,15 @@ def test_import_verifies_declared_checksums_and_finite_values(tmp_path, splits):
     split_json = tmp_path / "split.json"
     write_json(splits.record(), split_json)
     kwargs = dict(subspace_n_probe=None, split_seed=0, probe_set="similarity", dtype="float32")
-    import_stage("ext", folder, split_json, tmp_path / "ok", LOG, **kwargs)
+    import_stage(name="ext", folder=folder, split_json=split_json, out_dir=tmp_path / "ok", log=LOG, **kwargs)
     arr = np.load(folder / "fc1.npy")
     arr[int(np.flatnonzero(splits.test.ids == splits.probe.ids[0])[0]), 0] = np.nan
     np.save(folder / "fc1.npy", arr)
     with pytest.raises(CacheError, match="does not match its sha256"):
-        import_stage("ext", folder, split_json, tmp_path / "bad", LOG, **kwargs)
+        import_stage(name="ext", folder=folder, split_json=split_json, out_dir=tmp_path / "bad", log=LOG, **kwargs)
     (folder / "ids.json").write_text(json.dumps({"sample_ids": record["sample_ids"]}))
     with pytest.raises(CacheError, match="NaN or Inf"):
-        import_stage("ext", folder, split_json, tmp_path / "bad", LOG, **kwargs)
+        import_stage(name="ext", folder=folder, split_json=split_json, out_dir=tmp_path / "bad", log=LOG, **kwargs)
     assert not (tmp_path / "bad").exists()  # nothing half-written
 
 
@@ -175,8 +175,8 @@ def test_imported_token_conv_and_flat_layers_enter_the_similarity_engine(tmp_pat
     split_json = tmp_path / "split.json"
     write_json(splits.record(), split_json)
     kwargs = dict(subspace_n_probe=None, split_seed=0, probe_set="similarity", dtype="float32")
-    a = ActivationCache(import_stage("vit", folder, split_json, tmp_path / "a", LOG, **kwargs)).load_all()
-    b = ActivationCache(import_stage("cnn", other, split_json, tmp_path / "b", LOG, **kwargs)).load_all()
+    a = ActivationCache(import_stage(name="vit", folder=folder, split_json=split_json, out_dir=tmp_path / "a", log=LOG, **kwargs)).load_all()
+    b = ActivationCache(import_stage(name="cnn", folder=other, split_json=split_json, out_dir=tmp_path / "b", log=LOG, **kwargs)).load_all()
     assert a["block0"].shape == (40, 17, 8)
     df = similarity_table(a, b, "vit", "cnn", ["linear_cka"])
     assert len(df) == 4 and df["value"].between(0, 1).all()

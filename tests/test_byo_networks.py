@@ -183,7 +183,8 @@ def test_checkpoint_roundtrip_records_the_factory(tmp_path, mnist_splits):
     from repmatch.settings import section_settings
 
     data = section_settings("data", {"name": "mnist5k", "split_seed": 0, "n_test": 1000, "n_probe": 100})  # the fixture's split
-    m = import_stage("usernet_seed1", data, s.model, "cpu", split, files[1], ckpt, metrics, logging.getLogger("t"))
+    m = import_stage(model="usernet_seed1", data=data, model_settings=s.model, device_spec="cpu", split_json=split,
+                     source=files[1], checkpoint=ckpt, metrics_json=metrics, log=logging.getLogger("t"))
     assert m["epochs"] == 0 and 0 <= m["test_accuracy"] <= 1 and m["layers"] == ["stem", "body", "pool"]
     net = load_trained(ckpt, metrics)
     assert isinstance(net, HookedNet)

@@ -96,7 +96,7 @@ def test_a_bad_layer_in_the_real_activations_stage_leaves_its_traceback_in_the_l
 
     data = section_settings("data", {"name": "mnist5k", "split_seed": 0, "n_test": 500, "n_probe": 50})
     split = tmp_path / "data" / "split.json"
-    split_stage(data, split, job_logger("split", None))
+    split_stage(data=data, out_json=split, log=job_logger("split", None))
     torch.manual_seed(0)
     ckpt = tmp_path / "models" / "smallcnn_seed0" / "checkpoint.pt"
     sha = save_checkpoint(build_model("smallcnn", 10, 1, 28), ckpt, META)
@@ -107,8 +107,10 @@ def test_a_bad_layer_in_the_real_activations_stage_leaves_its_traceback_in_the_l
     model = dataclasses.replace(model, layers=("conv1", "nosuchlayer"))
     with pytest.raises(KeyError), job_log("activations", log_file) as log:
         activations_stage(
-            "smallcnn_seed0", data, model, section_settings("activations", {"batch_size": 50}), "cpu",
-            split, ckpt, ckpt.parent / "metrics.json", tmp_path / "activations" / "smallcnn_seed0", log,
+            model="smallcnn_seed0", data=data, model_settings=model,
+            activations=section_settings("activations", {"batch_size": 50}), device_spec="cpu", split_json=split,
+            checkpoint=ckpt, metrics_json=ckpt.parent / "metrics.json",
+            out_dir=tmp_path / "activations" / "smallcnn_seed0", log=log,
         )
     text = log_file.read_text()
     assert log_file.stat().st_size > 0 and "KeyError" in text and "nosuchlayer" in text and "select_layers" in text
@@ -477,11 +479,12 @@ def test_train_stage_records_the_checkpoint_sha256_in_metrics(tmp_path, monkeypa
     data = section_settings("data", {"name": "mnist5k", "split_seed": 0, "n_test": 500, "n_probe": 50})
     split = tmp_path / "split.json"
     log = job_logger("train", None)
-    stages.split_stage(data, split, log)
+    stages.split_stage(data=data, out_json=split, log=log)
     fake = {"test_accuracy": 0.1, "train_accuracy": 0.1, "epochs": 0, "train_seconds": 0.0}
     monkeypatch.setattr(training, "train_new_model", lambda arch, splits, cfg, seed, device, **kwargs: (_seeded_model(), dict(fake)))
     ckpt, metrics_json = tmp_path / "models" / "smallcnn_seed0" / "checkpoint.pt", tmp_path / "models" / "smallcnn_seed0" / "metrics.json"
-    stages.train_stage("smallcnn_seed0", data, section_settings("train", {"epochs": 1}), "cpu", split, ckpt, metrics_json, log)
+    stages.train_stage(model="smallcnn_seed0", data=data, train=section_settings("train", {"epochs": 1}), device_spec="cpu",
+                       split_json=split, checkpoint=ckpt, metrics_json=metrics_json, log=log)
     recorded = json.loads(metrics_json.read_text())["checkpoint_sha256"]
     assert recorded == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     load_checkpoint(ckpt, expected_sha256=recorded)

@@ -233,7 +233,7 @@ def test_stitch_modules_one_call(small):
 def test_sensitivity_through_hooks_matches_the_sequential_net():
     """The low-rank sensitivity of a layer (front, rank cut, back half) is the same through hooks."""
     from repmatch.sensitivity.lowrank import halving_ranks
-    from repmatch.sensitivity.network import layer_sensitivity
+    from repmatch.sensitivity.within_network import layer_sensitivity
 
     torch.manual_seed(3)
     net = build_model("smallcnn", 10, 1, 28).eval()

@@ -200,7 +200,7 @@ def _tiny_conv_net():
 
 def test_layer_sensitivity_on_a_small_network():
     from repmatch.sensitivity.lowrank import halving_ranks
-    from repmatch.sensitivity.network import layer_sensitivity, summary_table, tidy_rows
+    from repmatch.sensitivity.within_network import layer_sensitivity, summary_table, tidy_rows
     from repmatch.tables import COLUMNS
 
     net = _tiny_conv_net()

@@ -60,7 +60,7 @@ def _bases(net, x, batch_size):
 
 
 def _run_pair(net_a, net_b, x, y, ranks, methods=("dm",), tlm_epochs=0, measures=()):
-    from repmatch.sensitivity.front import pair_sensitivity
+    from repmatch.sensitivity.cross_network import pair_sensitivity
     from repmatch.stitching.task import TLMConfig
 
     tlm = TLMConfig.make(epochs=tlm_epochs, lr=0.05, batch_size=64, schedule="cosine", seed=0)
@@ -72,7 +72,7 @@ def _run_pair(net_a, net_b, x, y, ranks, methods=("dm",), tlm_epochs=0, measures
 
 
 def test_lowrank_front_features_have_rank_r_and_full_rank_is_the_input():
-    from repmatch.sensitivity.front import LowRankFront, front_name, parse_front_name
+    from repmatch.sensitivity.cross_network import LowRankFront, front_name, parse_front_name
 
     x, _, q = _planted_inputs(600)
     net_a, _, _ = _planted_pair(q)
@@ -92,7 +92,8 @@ def test_lowrank_front_features_have_rank_r_and_full_rank_is_the_input():
 
 
 def test_dm_from_full_rank_front_is_the_plain_dm_and_recovers_the_rotation():
-    from repmatch.sensitivity.front import dm_from_equations, fit_moments
+    from repmatch.sensitivity.cross_network import fit_moments
+    from repmatch.sensitivity.lowrank_dm import dm_from_equations
     from repmatch.stitching.direct import fit_affine
 
     x, _, q = _planted_inputs(1000)
@@ -102,7 +103,7 @@ def test_dm_from_full_rank_front_is_the_plain_dm_and_recovers_the_rotation():
     maps = {("f", r): dm_from_equations(equations, bases["f"], r, 0.0) for r in (8, 3)}
     w, b = maps[("f", 8)]
     # the one-pass moments give the same basis as the streamed covariance (projectors: signs are arbitrary)
-    from repmatch.sensitivity.front import basis_from_equations
+    from repmatch.sensitivity.lowrank_dm import basis_from_equations
 
     moment_basis = basis_from_equations(fit_moments(net_a, net_b, ["f"], x.numpy(), 100, torch.device("cpu"))["f"])
     for r in (1, 3, 8):
@@ -120,7 +121,7 @@ def test_dm_from_full_rank_front_is_the_plain_dm_and_recovers_the_rotation():
 
 
 def test_planted_pair_dm_accuracy_falls_only_below_k_and_full_rank_reproduces_the_stitch():
-    from repmatch.sensitivity.front import tidy_pair_rows
+    from repmatch.sensitivity.cross_network import tidy_pair_rows
     from repmatch.stitching.layer import Stitch
     from repmatch.stitching.scores import evaluate_stitches
     from repmatch.stitching.direct import fit_affine
@@ -150,7 +151,7 @@ def test_planted_pair_dm_accuracy_falls_only_below_k_and_full_rank_reproduces_th
 
 
 def test_tlm_from_full_rank_front_matches_tlm_from_the_network():
-    from repmatch.sensitivity.front import LowRankFront
+    from repmatch.sensitivity.cross_network import LowRankFront
     from repmatch.stitching.layer import Stitch
     from repmatch.stitching.network import Cell
     from repmatch.stitching.scores import evaluate_stitches

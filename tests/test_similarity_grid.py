@@ -305,9 +305,10 @@ def test_stage_functions_end_to_end(tmp_path):
     outs = []
     for a, b in [(0, 0), (0, 1), (1, 1)]:
         out = tmp_path / "pairs" / f"toy_seed{a}__toy_seed{b}.parquet"
-        pair_stage(cfg, unc, "cpu", f"toy_seed{a}", f"toy_seed{b}", caches[a], caches[b], out, log)
+        pair_stage(settings=cfg, uncertainty=unc, device_spec="cpu", model_a=f"toy_seed{a}", model_b=f"toy_seed{b}",
+                   cache_a=caches[a], cache_b=caches[b], out=out, log=log)
         outs.append(out)
-    agg = aggregate_stage(outs, tmp_path / "similarity.parquet", log)
+    agg = aggregate_stage(pair_tables=outs, out=tmp_path / "similarity.parquet", log=log)
     assert len(agg) == 2 * 16 + 16 + 2 * 16 + 2 * 16  # 2 self pairs x 2 measures, cross: cka once, pwcca twice
     # every cell has an interval around its value from 30 resamples; p-values except on the counterparts
     assert (agg["n_boot"] > 0).all() and (agg["n_boot"] <= 30).all()
@@ -323,8 +324,8 @@ def test_stage_functions_end_to_end(tmp_path):
     pw = agg[(agg["method"] == "pwcca") & (agg["model_a"] != agg["model_b"])]
     assert set(zip(pw["model_a"], pw["model_b"])) == {("toy_seed0", "toy_seed1"), ("toy_seed1", "toy_seed0")}
     outputs = {name: tmp_path / f"{name}.csv" for name in paths.SANITY_TABLES}
-    sanity_stage(section_settings("data", {"name": "mnist5k"}), unc, {"similarity": tmp_path / "similarity.parquet"},
-                 outputs, log)  # fmt: skip
+    sanity_stage(data=section_settings("data", {"name": "mnist5k"}), uncertainty=unc,
+                 tables={"similarity": tmp_path / "similarity.parquet"}, outputs=outputs, log=log)  # fmt: skip
     spec = pd.read_csv(outputs["specificity"])
     assert spec["accuracy"].iloc[0] == 1.0
     assert spec["ci_low"].iloc[0] < 1.0 == spec["ci_high"].iloc[0] and spec["p_value"].iloc[0] < 0.05
@@ -333,12 +334,13 @@ def test_stage_functions_end_to_end(tmp_path):
     wc = pd.read_csv(outputs["within_vs_cross"]).set_index("method")
     assert wc.loc["linear_cka", "n_cross"] == 4 and wc.loc["linear_cka", "n_within"] == 2 * 3
     # bootstrap off: the same table shape, NaN intervals, n_boot 0
-    off = pair_stage(cfg, section_settings("uncertainty", {"bootstrap": 0}), "cpu", "toy_seed0", "toy_seed1", caches[0],
-                     caches[1], tmp_path / "off.parquet", log)  # fmt: skip
+    off = pair_stage(settings=cfg, uncertainty=section_settings("uncertainty", {"bootstrap": 0}), device_spec="cpu",
+                     model_a="toy_seed0", model_b="toy_seed1", cache_a=caches[0], cache_b=caches[1],
+                     out=tmp_path / "off.parquet", log=log)  # fmt: skip
     assert list(off.columns) == list(agg.columns) and off["ci_low"].isna().all() and (off["n_boot"] == 0).all()
     expected = {f"{m}_{k}_{e}": tmp_path / "fig" / f"{m}_{k}.{e}" for m in cfg.measures for k in ("pairs", "cross_seed")
                 for e in ("png", "pdf")}  # fmt: skip
-    figures_stage(cfg, unc, tmp_path / "similarity.parquet", expected, log)
+    figures_stage(settings=cfg, uncertainty=unc, table=tmp_path / "similarity.parquet", outputs=expected, log=log)
     assert all(p.stat().st_size > 1000 for p in expected.values())
     assert not list((tmp_path / "fig").glob(".*tmp"))  # nothing half-written left behind
     assert read_table(outs[1])["value"].notna().all()
@@ -350,8 +352,9 @@ def test_pair_stage_refuses_mismatched_sample_order(tmp_path):
     a = write_cache(tmp_path / "toy_seed0", _model(0), np.arange(100))
     b = write_cache(tmp_path / "toy_seed1", _model(1), np.arange(100)[::-1])
     with pytest.raises(CacheError, match="different order"):
-        pair_stage(section_settings("similarity"), section_settings("uncertainty"), "cpu", "toy_seed0", "toy_seed1", a, b, tmp_path / "out.parquet",
-                   job_logger("similarity", None))  # fmt: skip
+        pair_stage(settings=section_settings("similarity"), uncertainty=section_settings("uncertainty"), device_spec="cpu",
+                   model_a="toy_seed0", model_b="toy_seed1", cache_a=a, cache_b=b, out=tmp_path / "out.parquet",
+                   log=job_logger("similarity", None))  # fmt: skip
     assert not (tmp_path / "out.parquet").exists()
 
 

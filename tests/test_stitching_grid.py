@@ -171,23 +171,23 @@ def test_grid_table_and_stages(nets, small, tmp_path):
         paths.append(tmp_path / f"{kind}.parquet")
         df.to_parquet(paths[-1])
     log = job_logger("test", None)
-    agg = aggregate_stage(paths, tmp_path / "stitching.parquet", log)
+    agg = aggregate_stage(pair_tables=paths, out=tmp_path / "stitching.parquet", log=log)
     assert len(agg) == sum(len(t) for t in tables.values())
-    distance_stage(tmp_path / "stitching.parquet", tmp_path / "dist.csv", log)
+    distance_stage(table=tmp_path / "stitching.parquet", out=tmp_path / "dist.csv", log=log)
     more = more_similar_than_itself(stitching_scores(agg, len(test)))
     # 2 model pairs x 3 methods x 2 metrics x 2 directions x 3 layers
     assert set(more["kind"]) == {"within", "cross"} and len(more) == 2 * 3 * 2 * 2 * 3
     names = ["within_accuracy_grids", "cross_accuracy_grids", "within_ood_grids", "cross_ood_grids",
              "accuracy_vs_layer_distance", "accuracy_vs_ood"]
     outputs = {f"{k}_{fmt}": tmp_path / "figs" / f"{k}.{fmt}" for k in names for fmt in ("png", "pdf")}
-    written = figures_stage(tmp_path / "stitching.parquet", tmp_path / "dist.csv", outputs, log)
+    written = figures_stage(table=tmp_path / "stitching.parquet", distance_csv=tmp_path / "dist.csv", outputs=outputs, log=log)
     assert {str(p) for p in written} == {str(p) for p in outputs.values()}
     assert all(p.stat().st_size > 1000 for p in outputs.values())
 
     bad = tmp_path / "bad.parquet"
     within.drop(columns=["metric"]).to_parquet(bad)
     with pytest.raises(ValueError, match="lacks columns"):
-        aggregate_stage([bad], tmp_path / "x.parquet", log)
+        aggregate_stage(pair_tables=[bad], out=tmp_path / "x.parquet", log=log)
 
 
 def test_pinv_solver_and_nan_checkpoint(nets, small):
@@ -218,7 +218,7 @@ def test_pair_stage_reads_checkpoints_and_writes_table(nets, tmp_path, repo_root
 
     data = section_settings("data", yaml.safe_load((repo_root / "config.yaml").read_text())["data"])
     log = job_logger("stitching", tmp_path / "log.txt")
-    split_stage(data, tmp_path / "split.json", log)
+    split_stage(data=data, out_json=tmp_path / "split.json", log=log)
     meta = {"arch": "smallcnn", "num_classes": 10, "in_channels": 1, "image_size": 28, "dataset": "mnist5k"}
     for seed, net in enumerate(nets):
         sha = save_checkpoint(net, tmp_path / f"s{seed}.pt", {**meta, "seed": seed})
@@ -226,15 +226,15 @@ def test_pair_stage_reads_checkpoints_and_writes_table(nets, tmp_path, repo_root
     cfg = section_settings("stitching", {"methods": ["dm", "tlm"], "tlm": {"epochs": 1, "n_train": 256}, "batch_size": 500})
     out = tmp_path / "pairs" / "smallcnn_seed0__smallcnn_seed1.parquet"
     metrics = (tmp_path / "m0.json", tmp_path / "m1.json")
-    pair_stage(cfg, data, ["conv5", "fc1"], "cpu", "smallcnn_seed0", "smallcnn_seed1", tmp_path / "split.json",
-               (tmp_path / "s0.pt", tmp_path / "s1.pt"), metrics, out, log)
+    job = {"settings": cfg, "data": data, "layers": ["conv5", "fc1"], "device_spec": "cpu", "model_a": "smallcnn_seed0",
+           "model_b": "smallcnn_seed1", "split_json": tmp_path / "split.json", "metrics": metrics, "log": log}
+    pair_stage(**job, checkpoints=(tmp_path / "s0.pt", tmp_path / "s1.pt"), out=out)
     df = pd.read_parquet(out)
     assert set(df["model_a"]) == {"smallcnn_seed0"} and set(df["model_b"]) == {"smallcnn_seed1"}
     assert set(df["method"]) == {"dm", "tlm"} and len(df[df["metric"] == "accuracy"]) == 2 * 4
     assert "stitching smallcnn_seed0 -> smallcnn_seed1" in (tmp_path / "log.txt").read_text()
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        pair_stage(cfg, data, ["conv5", "fc1"], "cpu", "smallcnn_seed0", "smallcnn_seed1", tmp_path / "split.json",
-                   (tmp_path / "missing.pt", tmp_path / "s1.pt"), metrics, tmp_path / "o.parquet", log)
+        pair_stage(**job, checkpoints=(tmp_path / "missing.pt", tmp_path / "s1.pt"), out=tmp_path / "o.parquet")
 
 
 def test_tlm_epochs_per_method_and_loss_curve_rows(nets, small):

@@ -139,8 +139,8 @@ def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
     cfg = _settings(eps=[0.15, 0.5], n_coords=200, repeats=2, simple_eps=0.15)
     out = tmp_path / "out"
     log = job_logger("subspace", out / "p.log")
-    match, simple = pair_stage(cfg, "cpu", "net_seed0", "net_seed1", a, b, out / "p.parquet", out / "p.simple.parquet", log,
-                               level=0.95)
+    match, simple = pair_stage(settings=cfg, device_spec="cpu", model_a="net_seed0", model_b="net_seed1", cache_a=a, cache_b=b,
+                               out_table=out / "p.parquet", out_simple=out / "p.simple.parquet", log=log, level=0.95)
     stored = read_table(out / "p.parquet")
     assert list(stored.columns) == MATCH_COLUMNS and set(CONTRACT) <= set(stored.columns)
     assert set(stored["method"]) == {"maximum_match", "whole_layer_match"}
@@ -165,15 +165,17 @@ def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
     # aggregation of two pair tables (one with no simple matches) keeps every row and column
     empty = out / "empty.simple.parquet"
     simple.iloc[0:0].to_parquet(empty)
-    aggregate_stage([out / "p.parquet", out / "p.parquet"], [out / "p.simple.parquet", empty], out / "all.parquet",
-                    out / "all_simple.parquet", LOG)
+    aggregate_stage(tables=[out / "p.parquet", out / "p.parquet"], simple_tables=[out / "p.simple.parquet", empty],
+                    out_table=out / "all.parquet", out_simple=out / "all_simple.parquet", log=LOG)
     assert len(read_table(out / "all.parquet")) == 2 * len(match)
     assert len(read_table(out / "all_simple.parquet")) == len(simple)
     # figures: PNG + PDF, also when there are no simple matches at all
     figs = tmp_path / "figs"
-    figures_stage(out / "all.parquet", out / "all_simple.parquet",
-                  {"max_match_vs_eps_png": figs / "eps.png", "simple_match_sizes_png": figs / "sizes.png"}, LOG, level=0.95)
-    figures_stage(out / "all.parquet", empty, {"max_match_vs_eps_png": figs / "eps2.png", "simple_match_sizes_png": figs / "sizes2.png"}, LOG,
+    figures_stage(table=out / "all.parquet", simple=out / "all_simple.parquet",
+                  outputs={"max_match_vs_eps_png": figs / "eps.png", "simple_match_sizes_png": figs / "sizes.png"}, log=LOG,
+                  level=0.95)
+    figures_stage(table=out / "all.parquet", simple=empty,
+                  outputs={"max_match_vs_eps_png": figs / "eps2.png", "simple_match_sizes_png": figs / "sizes2.png"}, log=LOG,
                   level=0.95)
     for stem in ("eps", "sizes", "eps2", "sizes2"):
         for ext in ("png", "pdf"):
@@ -183,7 +185,8 @@ def test_pair_job_writes_contract_tables_and_aggregates(tmp_path, caches):
 def test_pair_job_all_layer_pairs_within_network(tmp_path, caches):
     a, _, _ = caches
     cfg = _settings(eps=[0.2], n_coords=100, repeats=1, simple_eps=None, layer_pairs="all")
-    match, simple = pair_stage(cfg, "cpu", "net_seed0", "net_seed0", a, a, tmp_path / "t.parquet", tmp_path / "s.parquet", LOG, level=0.95)
+    match, simple = pair_stage(settings=cfg, device_spec="cpu", model_a="net_seed0", model_b="net_seed0", cache_a=a, cache_b=a,
+                               out_table=tmp_path / "t.parquet", out_simple=tmp_path / "s.parquet", log=LOG, level=0.95)
     pairs = match[["layer_a", "layer_b"]].drop_duplicates().values.tolist()
     assert len(pairs) == 6  # upper triangle of 3 layers: the job is symmetric within one network
     diag = match[(match["method"] == "maximum_match") & (match["layer_a"] == match["layer_b"])]
@@ -193,7 +196,8 @@ def test_pair_job_all_layer_pairs_within_network(tmp_path, caches):
 def test_pair_job_refuses_mismatched_probe_order_and_bad_config(tmp_path, caches):
     a, _, shuffled = caches
     with pytest.raises(CacheError, match="different order"):
-        pair_stage(_settings(), "cpu", "x_seed0", "x_seed2", a, shuffled, tmp_path / "t.parquet", tmp_path / "s.parquet", LOG, level=0.95)
+        pair_stage(settings=_settings(), device_spec="cpu", model_a="x_seed0", model_b="x_seed2", cache_a=a, cache_b=shuffled,
+                   out_table=tmp_path / "t.parquet", out_simple=tmp_path / "s.parquet", log=LOG, level=0.95)
     with pytest.raises(ConfigError, match="n_cords"):
         _settings(n_cords=5)
     assert not (tmp_path / "t.parquet").exists()  # nothing half-written looks finished

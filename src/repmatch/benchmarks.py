@@ -37,7 +37,7 @@ def benchmark_table(files: Mapping[tuple[str, str], PathLike]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS)).sort_values(["stage", "job"], ignore_index=True)
 
 
-def benchmark_summary_stage(files: Mapping[tuple[str, str], PathLike], out_csv: PathLike, log: logging.Logger) -> pd.DataFrame:
+def benchmark_summary_stage(*, files: Mapping[tuple[str, str], PathLike], out_csv: PathLike, log: logging.Logger) -> pd.DataFrame:
     """Write :func:`benchmark_table` atomically and log the costliest job of each stage."""
     df = benchmark_table(files)
     write_table(df, out_csv)

@@ -2,8 +2,9 @@
 
 Why here and not in each script: every job must read the same settings (the whole config,
 checked and filled from the schema), log to its own log file, and leave the reason it failed
-*in that log file* (on a cluster the scheduler's stderr is elsewhere). Scripts are then three
-lines: ``with snakemake_job(snakemake) as job: stage(job.settings.<section>, ...)``.
+*in that log file* (on a cluster the scheduler's stderr is elsewhere). Each script is then one
+rule's entry point that calls one stage with keyword arguments only:
+``with snakemake_job(snakemake) as job: stage(settings=job.settings.<section>, ..., log=job.log)``.
 
 The config's own similarity measures (``similarity.user_measures``) are registered here,
 explicitly, for every job: loading settings changes no registry, and the similarity, sensitivity,

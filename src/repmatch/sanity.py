@@ -309,7 +309,7 @@ def sanity_tables(scores: Sequence[pd.DataFrame], uncertainty: UncertaintySettin
     }  # fmt: skip
 
 
-def sanity_stage(data: DataSettings, uncertainty: UncertaintySettings, tables: Mapping[str, PathLike],
+def sanity_stage(*, data: DataSettings, uncertainty: UncertaintySettings, tables: Mapping[str, PathLike],
                  outputs: Mapping[str, PathLike], log: logging.Logger) -> None:  # fmt: skip
     """Read each family's aggregated table (keys: ``similarity``, ``stitching``, ``subspace_match``) and write
     the sanity tables (keys: :data:`repmatch.paths.SANITY_TABLES`)."""

@@ -26,7 +26,7 @@ def probe_sets(record: Mapping[str, Any], subspace_n_probe: int | None, split_se
     return {"similarity": np.asarray(record["probe_ids"], dtype=np.int64), "subspace_match": test if index is None else test[index]}
 
 
-def import_stage(name: str, folder: PathLike, split_json: PathLike, out_dir: PathLike, log: logging.Logger, *,
+def import_stage(*, name: str, folder: PathLike, split_json: PathLike, out_dir: PathLike, log: logging.Logger,
                  subspace_n_probe: int | None, split_seed: int, probe_set: str, dtype: str) -> Path:  # fmt: skip
     """Write the activation cache of external network ``name`` for one stage's probe set (``similarity`` or
     ``subspace_match``): the probe rows in probe order, verified (checksums given in ids.json, finite

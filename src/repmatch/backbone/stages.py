@@ -1,7 +1,8 @@
 """The backbone's stages (split -> train -> activations -> training summary), the only functions
 the backbone's Snakemake scripts call. Each takes settings and paths, and writes atomically.
 Heavy imports (torch, the data loaders) happen inside the stages that need them, so the training
-summary runs in the light tables-and-figures environment."""
+summary runs in the light tables-and-figures environment. Every parameter is keyword-only: the
+scripts name each setting section and path, so no call can swap two of the same type."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 PathLike = str | os.PathLike[str]
 
 
-def split_stage(data: DataSettings, out_json: PathLike, log: logging.Logger) -> Splits:
+def split_stage(*, data: DataSettings, out_json: PathLike, log: logging.Logger) -> Splits:
     """Load the dataset, cut the seeded split and record it."""
     from ..data import load_splits
 
@@ -38,7 +39,7 @@ def split_stage(data: DataSettings, out_json: PathLike, log: logging.Logger) -> 
 
 
 def train_stage(
-    model: str, data: DataSettings, train: TrainSettings, device_spec: str, split_json: PathLike, checkpoint: PathLike,
+    *, model: str, data: DataSettings, train: TrainSettings, device_spec: str, split_json: PathLike, checkpoint: PathLike,
     metrics_json: PathLike, log: logging.Logger, state_path: PathLike | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train one (arch, seed) network; write its checkpoint and metrics.
@@ -68,7 +69,7 @@ def train_stage(
 
 
 def import_stage(
-    model: str, data: DataSettings, model_settings: ModelSettings, device_spec: str, split_json: PathLike, source: PathLike,
+    *, model: str, data: DataSettings, model_settings: ModelSettings, device_spec: str, split_json: PathLike, source: PathLike,
     checkpoint: PathLike, metrics_json: PathLike, log: logging.Logger,
 ) -> dict[str, Any]:  # fmt: skip
     """Bring one network from the user's factory and weights file into the pipeline: measure its
@@ -108,12 +109,34 @@ def import_stage(
 
 
 def activations_stage(
-    model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings, device_spec: str,
+    *, model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings, device_spec: str,
     split_json: PathLike, checkpoint: PathLike, metrics_json: PathLike, out_dir: PathLike, log: logging.Logger,
-    subspace: SubspaceSettings | None = None,
 ) -> Path:  # fmt: skip
     """Cache the activations of the configured layers of one trained network on the probe set
-    (``subspace`` given: on the subspace match's own probe set, ``subspace.n_probe``)."""
+    (``data.n_probe`` samples: the probe set the similarity measures compare on)."""
+    return _cache_activations(model=model, data=data, model_settings=model_settings, activations=activations,
+                              device_spec=device_spec, split_json=split_json, checkpoint=checkpoint,
+                              metrics_json=metrics_json, out_dir=out_dir, log=log, subspace=None)  # fmt: skip
+
+
+def subspace_activations_stage(
+    *, model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings,
+    subspace: SubspaceSettings, device_spec: str, split_json: PathLike, checkpoint: PathLike, metrics_json: PathLike,
+    out_dir: PathLike, log: logging.Logger,
+) -> Path:  # fmt: skip
+    """Cache the activations of the configured layers of one trained network on the subspace
+    match's own probe set (``subspace.n_probe`` test samples)."""
+    return _cache_activations(model=model, data=data, model_settings=model_settings, activations=activations,
+                              device_spec=device_spec, split_json=split_json, checkpoint=checkpoint,
+                              metrics_json=metrics_json, out_dir=out_dir, log=log, subspace=subspace)  # fmt: skip
+
+
+def _cache_activations(
+    *, model: str, data: DataSettings, model_settings: ModelSettings, activations: ActivationSettings, device_spec: str,
+    split_json: PathLike, checkpoint: PathLike, metrics_json: PathLike, out_dir: PathLike, log: logging.Logger,
+    subspace: SubspaceSettings | None,
+) -> Path:  # fmt: skip
+    """What both activation stages do; ``subspace`` picks the probe set (None: the similarity one)."""
     from ..data import load_recorded_split
     from ..device import resolve_device
     from ..networks.checkpoints import load_trained
@@ -133,7 +156,7 @@ def activations_stage(
     return path
 
 
-def training_summary_stage(metrics_files: Sequence[PathLike], table: PathLike, figure_png: PathLike, log: logging.Logger) -> None:
+def training_summary_stage(*, metrics_files: Sequence[PathLike], table: PathLike, figure_png: PathLike, log: logging.Logger) -> None:
     """One row per trained network, and the accuracy bar chart (PNG + PDF)."""
     from ..plotting import stem
     from .plots import plot_training_accuracy, training_table

@@ -6,13 +6,16 @@ Modules (pure maths: tensors / arrays in, arrays / small dataclasses out):
   float64 (streamed covariance), applied to any batch: rank-r representation = mean + projection;
 * :mod:`.probe` — linear probe on globally pooled features (Adam, fixed epochs, seeded) and the
   network's own accuracy with a rank-r layer fed forward;
-* :mod:`.network` — one layer's scores over ranks (probe, network, DM, every similarity
-  measure), tidy rows and the per-index correlation summary;
+* :mod:`.within_network` — the within-network test: one layer's scores over ranks (probe,
+  network, DM, every similarity measure), tidy rows and the per-index correlation summary;
 * :mod:`.pairs` (torch-free) — which jobs exist; :mod:`.stages` — the job's I/O;
   :mod:`.plots` (torch-free) — per-layer curves (accuracies and index dissimilarity vs rank).
-* :mod:`.front` — DM and TLM from A's rank-r layer into B's layer (:class:`LowRankFront`, the
-  one-pass moments, :func:`pair_sensitivity`); :mod:`.aggregate` (torch-free) — sensitivity over
-  seeds with t intervals, the specificity test, the one summary table.
+* :mod:`.cross_network` — the cross-network test: DM and TLM from A's rank-r layer into B's layer
+  (:class:`LowRankFront`, the one-pass moments, :func:`pair_sensitivity`); :mod:`.aggregate`
+  (torch-free) — sensitivity over seeds with t intervals, the specificity test, the one summary table.
+* what both tests share: :mod:`.batches` (a split streamed onto the device), :mod:`.lowrank_dm`
+  (the basis and every rank's DM map from one pass of moments), :mod:`.dissimilarity`
+  (torch-free; every table value as a dissimilarity, one sign convention).
 * :mod:`.correlation` — Spearman / Kendall rank correlation of an index's dissimilarity with the
   drop in a functional score, per layer over ranks and pooled; NaN + warning when undefined.
 """
@@ -24,9 +27,11 @@ __getattr__, __all__ = lazy(__name__, {
                 "halving_ranks", "basis_from_moments"],
     "probe": ["LinearProbe", "network_accuracy_lowrank", "pool_features", "pooled_lowrank_features", "train_probe"],
     "correlation": ["CORRELATION_COLUMNS", "FUNCTIONAL", "ConstantInputWarning", "rank_correlations", "sensitivity_correlations"],
-    "network": ["DM_METHODS", "dissimilarity", "index_dissimilarity", "layer_sensitivity", "summary_table", "tidy_rows"],
-    "front": ["LowRankFront", "basis_from_equations", "dm_from_equations", "fit_moments",
-              "front_name", "pair_sensitivity", "parse_front_name", "tidy_pair_rows"],
+    "within_network": ["DM_METHODS", "layer_sensitivity", "summary_table", "tidy_rows"],
+    "cross_network": ["LowRankFront", "fit_moments", "front_name", "pair_sensitivity", "parse_front_name", "tidy_pair_rows"],
+    "batches": ["device_batches", "input_batches"],
+    "lowrank_dm": ["basis_from_equations", "dm_from_equations"],
+    "dissimilarity": ["index_dissimilarity", "pair_distance", "rank_dissimilarity"],
     "aggregate": ["sensitivity_over_units", "specificity_correlations", "specificity_points",
                   "unit_correlations", "within_from_networks"],
     "pairs": ["sensitivity_layers", "sensitivity_models", "sensitivity_pairs"],

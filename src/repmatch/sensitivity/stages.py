@@ -1,12 +1,13 @@
 """The sensitivity stages: the only functions the ``scripts/sensitivity_*.py`` call.
 
-* :func:`sensitivity_stage` (one network): :func:`.network.layer_sensitivity` for each tested
+* :func:`sensitivity_stage` (one network): :func:`.within_network.layer_sensitivity` for each tested
   layer; the tidy table (``COLUMNS["sensitivity"]``), the per-index correlations and the curves.
-* :func:`pair_stage` (one ordered network pair): :func:`.front.pair_sensitivity`, the rank-r front
+* :func:`pair_stage` (one ordered network pair): :func:`.cross_network.pair_sensitivity`, the rank-r front
   of A into B; the tidy table ``COLUMNS["sensitivity_pair"]``.
 * :func:`aggregate_stage` (CPU): units, specificity points, the summary table and its figure.
 
-Every output is written atomically.
+Every output is written atomically. Every parameter is keyword-only: the scripts name each
+setting section and path, so no call can swap two of the same type.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ PathLike = str | os.PathLike[str]
 
 
 def sensitivity_stage(
-    model: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
+    *, model: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
     similarity: SimilaritySettings, dm: DMSettings, batch_size: int, device_spec: str, split_json: PathLike,
     checkpoint: PathLike, metrics_json: PathLike, table: PathLike, summary: PathLike, log: logging.Logger,
     curves_stem: PathLike | None = None,
@@ -52,7 +53,7 @@ def sensitivity_stage(
     from ..networks.checkpoints import load_trained
     from ..networks.stitchable import select_layers
     from .correlation import ConstantInputWarning
-    from .network import layer_sensitivity, summary_table, tidy_rows
+    from .within_network import layer_sensitivity, summary_table, tidy_rows
 
     torch.set_num_threads(sensitivity.threads)
     device = resolve_device(device_spec)
@@ -98,7 +99,7 @@ def _similarity_kwargs(similarity: SimilaritySettings) -> dict:
 
 
 def pair_stage(
-    model_a: str, model_b: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
+    *, model_a: str, model_b: str, data: DataSettings, layer_names: Sequence[str], sensitivity: SensitivitySettings,
     similarity: SimilaritySettings, stitching: StitchingSettings, device_spec: str, split_json: PathLike,
     checkpoints: tuple[PathLike, PathLike], metrics: tuple[PathLike, PathLike], table: PathLike, log: logging.Logger,
 ) -> pd.DataFrame:  # fmt: skip
@@ -117,7 +118,7 @@ def pair_stage(
     from ..networks.checkpoints import load_trained
     from ..networks.stitchable import select_layers
     from ..stitching.task import TLMConfig
-    from .front import pair_sensitivity, tidy_pair_rows
+    from .cross_network import pair_sensitivity, tidy_pair_rows
 
     torch.set_num_threads(sensitivity.threads)
     device = resolve_device(device_spec)
@@ -147,7 +148,7 @@ def pair_stage(
 
 
 def aggregate_stage(
-    pair_tables: Sequence[PathLike], network_tables: Sequence[PathLike], sanity_specificity: PathLike | None, level: float,
+    *, pair_tables: Sequence[PathLike], network_tables: Sequence[PathLike], sanity_specificity: PathLike | None, level: float,
     units_csv: PathLike, points_csv: PathLike, summary_csv: PathLike, figure_png: PathLike, log: logging.Logger,
 ) -> pd.DataFrame:  # fmt: skip
     """Units, specificity points and the one summary table (CSV), and the sensitivity-specificity figure."""

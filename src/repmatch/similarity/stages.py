@@ -1,7 +1,8 @@
 """The similarity stages (pair -> aggregate -> figures), the only functions the similarity scripts call.
 
 Each reads its inputs, runs the maths (:mod:`.grid`) and writes atomically through
-:mod:`repmatch.io`. The sanity tests of the indices live in the cross-family :mod:`repmatch.sanity`.
+:mod:`repmatch.io`. Every parameter is keyword-only: the scripts name each setting section and
+path, so no call can swap two of the same type. The sanity tests of the indices live in the cross-family :mod:`repmatch.sanity`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ PathLike = str | os.PathLike[str]
 
 
 def pair_stage(
-    settings: SimilaritySettings, uncertainty: UncertaintySettings, device_spec: str, model_a: str, model_b: str,
+    *, settings: SimilaritySettings, uncertainty: UncertaintySettings, device_spec: str, model_a: str, model_b: str,
     cache_a: PathLike, cache_b: PathLike, out: PathLike, log: logging.Logger,
 ) -> pd.DataFrame:  # fmt: skip
     """One model pair: every configured measure on every layer pair, written as parquet.
@@ -92,14 +93,14 @@ def add_bootstrap_columns(
     return out[COLUMNS["similarity"]]
 
 
-def aggregate_stage(pair_tables: Sequence[PathLike], out: PathLike, log: logging.Logger) -> pd.DataFrame:
+def aggregate_stage(*, pair_tables: Sequence[PathLike], out: PathLike, log: logging.Logger) -> pd.DataFrame:
     """Concatenate the per-pair tables into one tidy table."""
     df = concat_tables(pair_tables, out, COLUMNS["similarity"])
     log.info("aggregated %d rows from %d pair tables", len(df), len(pair_tables))
     return df
 
 
-def figures_stage(settings: SimilaritySettings, uncertainty: UncertaintySettings, table: PathLike,
+def figures_stage(*, settings: SimilaritySettings, uncertainty: UncertaintySettings, table: PathLike,
                   outputs: Mapping[str, PathLike], log: logging.Logger) -> list[Path]:  # fmt: skip
     """Heatmaps of every measure; ``outputs`` maps ``<measure>_<kind>_<fmt>`` to paths (``repmatch.paths``);
     the cross-seed figure's intervals over pairs use ``uncertainty.level``."""

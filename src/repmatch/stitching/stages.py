@@ -1,5 +1,7 @@
 """The stitching stages (pair -> aggregate -> analysis -> figures), the only functions the
-stitching scripts call. I/O lives here, maths elsewhere; every output is written atomically."""
+stitching scripts call. I/O lives here, maths elsewhere; every output is written atomically.
+Every parameter is keyword-only: the scripts name each setting section and path, so no call can
+swap two of the same type."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ PathLike = str | os.PathLike[str]
 
 
 def pair_stage(
-    settings: StitchingSettings, data: DataSettings, layers: Sequence[str], device_spec: str, model_a: str, model_b: str,
+    *, settings: StitchingSettings, data: DataSettings, layers: Sequence[str], device_spec: str, model_a: str, model_b: str,
     split_json: PathLike, checkpoints: tuple[PathLike, PathLike], metrics: tuple[PathLike, PathLike], out: PathLike,
     log: logging.Logger, uncertainty: UncertaintySettings | None = None,
 ) -> pd.DataFrame:  # fmt: skip
@@ -42,14 +44,14 @@ def pair_stage(
     return table
 
 
-def aggregate_stage(pair_tables: Sequence[PathLike], out: PathLike, log: logging.Logger) -> pd.DataFrame:
+def aggregate_stage(*, pair_tables: Sequence[PathLike], out: PathLike, log: logging.Logger) -> pd.DataFrame:
     """Concatenate the per-pair tables (refusing tables that lack the tidy columns)."""
     table = concat_tables(pair_tables, out, COLUMNS["stitching"])
     log.info("%d rows from %d pair tables", len(table), len(pair_tables))
     return table
 
 
-def distance_stage(table: PathLike, out: PathLike, log: logging.Logger) -> pd.DataFrame:
+def distance_stage(*, table: PathLike, out: PathLike, log: logging.Logger) -> pd.DataFrame:
     """The paper's accuracy vs layer distance table."""
     from .analysis import accuracy_vs_layer_distance
 
@@ -59,7 +61,7 @@ def distance_stage(table: PathLike, out: PathLike, log: logging.Logger) -> pd.Da
     return dist
 
 
-def figures_stage(table: PathLike, distance_csv: PathLike, outputs: Mapping[str, PathLike], log: logging.Logger) -> list[Path]:
+def figures_stage(*, table: PathLike, distance_csv: PathLike, outputs: Mapping[str, PathLike], log: logging.Logger) -> list[Path]:
     """Draw the figures named in ``outputs`` (``repmatch.paths.stitching_figure_names`` + format)."""
     from ..plotting import stem
     from .plots import plot_accuracy_grids, plot_accuracy_vs_ood, plot_distance_curves, plot_ood_grids

@@ -1,6 +1,7 @@
 """The subspace-match stages (pair -> aggregate -> figures), the only functions the subspace
 scripts call: read the activation caches of a model pair, compare the configured layer pairs,
-write tidy tables atomically; aggregate; draw the figures."""
+write tidy tables atomically; aggregate; draw the figures. Every stage's parameters are
+keyword-only: the scripts name each setting section and path, so no call can swap two of the same type."""
 
 from __future__ import annotations
 
@@ -51,8 +52,8 @@ def compare_model_pair(
 
 
 def pair_stage(
-    settings: SubspaceSettings, device_spec: str, model_a: str, model_b: str, path_a: PathLike, path_b: PathLike,
-    out_table: PathLike, out_simple: PathLike, log: logging.Logger, *, level: float,
+    *, settings: SubspaceSettings, device_spec: str, model_a: str, model_b: str, cache_a: PathLike, cache_b: PathLike,
+    out_table: PathLike, out_simple: PathLike, log: logging.Logger, level: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """One model pair: compare it and write its two tables atomically (``level``: ``uncertainty.level``)."""
     import torch
@@ -62,14 +63,14 @@ def pair_stage(
     torch.set_num_threads(settings.threads)
     device = resolve_device(device_spec)
     log.info("subspace match %s vs %s on %s with %s", model_a, model_b, device, dataclasses.asdict(settings))
-    match, simple = compare_model_pair(model_a, model_b, path_a, path_b, settings, device, log, level=level)
+    match, simple = compare_model_pair(model_a, model_b, cache_a, cache_b, settings, device, log, level=level)
     write_table(match, out_table)
     write_table(simple, out_simple)
     return match, simple
 
 
 def aggregate_stage(
-    tables: Sequence[PathLike], simple_tables: Sequence[PathLike], out_table: PathLike, out_simple: PathLike,
+    *, tables: Sequence[PathLike], simple_tables: Sequence[PathLike], out_table: PathLike, out_simple: PathLike,
     log: logging.Logger,
 ) -> None:  # fmt: skip
     """Concatenate the per-pair match and simple-match tables."""
@@ -78,7 +79,7 @@ def aggregate_stage(
     log.info("aggregated %d pair tables: %d match rows, %d simple matches", len(tables), len(match), len(simple))
 
 
-def figures_stage(table: PathLike, simple: PathLike, outputs: Mapping[str, PathLike], log: logging.Logger, *,
+def figures_stage(*, table: PathLike, simple: PathLike, outputs: Mapping[str, PathLike], log: logging.Logger,
                   level: float) -> None:  # fmt: skip
     """The ε sweep figure (bands: ``level`` t interval over network pairs) and the simple-match size
     histogram (``repmatch.paths.SUBSPACE_FIGURE_NAMES``)."""

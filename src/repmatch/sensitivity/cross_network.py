@@ -1,4 +1,5 @@
-"""DM and TLM from a rank-r front into another network (the authors' ``--front-stitch-rank``).
+"""The cross-network sensitivity test: DM and TLM from A's rank-r layer into B's layer
+(the authors' ``--front-stitch-rank``).
 
 For an ordered network pair (A, B) (A = B included), each layer l and rank r: A's layer-l output
 is replaced by its rank-r representation (A's own principal directions, fitted once on the
@@ -7,13 +8,8 @@ seed paper are run from that front:
 
 * **DM**: the closed-form least-squares affine map, fitted on the training split from the
   float64 moments of :class:`repmatch.stitching.direct.NormalEquations` (one pass gives A's
-  basis and every rank's map, :func:`fit_moments`). Why in principal coordinates: the rank-r
-  rows span only r of C dimensions, so their covariance is singular and float32 round-off in
-  the C - r empty directions is at the pseudo-inverse's cut-off. The map is therefore fitted
-  from the r principal coefficients z = V_r^T (x - mu) (full rank, well conditioned) and then
-  written as a stitch on x_r: W = W_z V_r^T, b = b_z - W_z V_r^T mu (exact, since
-  V_r^T (x_r - mu) = z). The ridge (``stitching.dm.ridge``) is relative to the mean variance
-  of the r coefficients.
+  basis and every rank's map, :func:`fit_moments`; the map is fitted in principal coordinates,
+  :mod:`.lowrank_dm` says why).
 * **TLM**: a randomly initialised stitch per (layer, rank) trained on the task with
   :func:`repmatch.stitching.task.train_stitches` (one stacked run for all of them).
 
@@ -21,10 +17,11 @@ Every stitch is scored by :func:`repmatch.stitching.scores.evaluate_stitches` (s
 accuracy and the structural score ``repr_diff`` = ||s - h_B||^2 / ||h_B||^2), and every
 similarity measure compares A's rank-r layer with B's full layer on the probe set. The front
 network is :class:`LowRankFront`: A seen through its rank-r layers, named ``"<layer>@r<r>"``,
-with the :class:`repmatch.networks.stitchable.StitchableNet` interface the stitching code uses.
+with the :class:`repmatch.networks.stitchable.StitchableNet` interface the stitching code uses. Each row's
+value becomes a distance and a dissimilarity by :func:`repmatch.sensitivity.dissimilarity.pair_distance`.
 
 Within one network (A = B) DM from rank r returns the rank-r representation itself (the
-principal coefficients are uncorrelated on the training rows; see :mod:`.network`), so its
+principal coefficients are uncorrelated on the training rows; see :mod:`.within_network`), so its
 accuracy is the network's own at rank r; TLM and every cross-network stitch are not tied so.
 """
 
@@ -41,7 +38,10 @@ from torch import nn
 
 from ..networks.stitchable import layer_index
 
-from .lowrank import LowRankBasis, basis_from_moments, channel_rows, from_channel_rows
+from .batches import input_batches
+from .dissimilarity import pair_distance
+from .lowrank import LowRankBasis, channel_rows, from_channel_rows
+from .lowrank_dm import basis_from_equations, dm_from_equations
 
 SEPARATOR = "@r"
 STITCH_METHODS = ("dm", "tlm")
@@ -108,13 +108,6 @@ class LowRankFront(nn.Module):
         return self.features(x, [name])[name]
 
 
-def _batches(x: np.ndarray | torch.Tensor, batch_size: int, device: torch.device) -> Iterable[torch.Tensor]:
-    """The inputs in order, batch by batch, on ``device`` (:func:`repmatch.sensitivity.network._batches` without labels)."""
-    from .network import _batches as labelled_batches
-
-    return (xb for xb, _ in labelled_batches(x, None, batch_size, device))
-
-
 @torch.no_grad()
 def fit_moments(net_a: Any, net_b: Any, layers: Sequence[str], x: np.ndarray | torch.Tensor, batch_size: int,
                 device: torch.device, need_dm: bool = True) -> dict[str, Any]:
@@ -129,7 +122,7 @@ def fit_moments(net_a: Any, net_b: Any, layers: Sequence[str], x: np.ndarray | t
     from ..stitching.direct import NormalEquations
 
     ne = {layer: NormalEquations() for layer in layers}
-    for xb in _batches(x, batch_size, device):
+    for xb in input_batches(x, batch_size, device):
         fa = net_a.features(xb, layers)
         fb = fa if net_b is net_a else net_b.features(xb, layers) if need_dm else {}
         for layer in layers:
@@ -138,33 +131,6 @@ def fit_moments(net_a: Any, net_b: Any, layers: Sequence[str], x: np.ndarray | t
                                  f"{tuple(fb[layer].shape[2:])} in B; the rank-r front needs one shape")
             ne[layer].update(channel_rows(fa[layer]), {"y": channel_rows(fb[layer])} if need_dm else {})
     return ne
-
-
-def basis_from_equations(ne: Any) -> LowRankBasis:
-    """A's low-rank basis from the input moments of :func:`fit_moments` (population covariance)."""
-    return basis_from_moments(*ne.moments(), n_rows=ne.n)
-
-
-def dm_from_equations(ne: Any, basis: LowRankBasis, rank: int, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The DM map from the rank-``rank`` front, (W (C_B, C_A), b (C_B,)) float64, from the moments.
-
-    Least squares of B's rows on the top-r principal coefficients z (covariance V_r^T C_xx V_r,
-    cross-covariance V_r^T C_xy, solved by :func:`repmatch.stitching.direct.solve_psd`: the same
-    pseudo-inverse and ridge rule as every DM), rewritten on the rank-r representation
-    (module docstring). z has mean 0 (the basis mean is the input mean), so b_z = mean of B's rows.
-    """
-    from ..stitching.direct import solve_psd
-
-    mean_x, cov_x = ne.moments()
-    mx = ne.sx / ne.n
-    my = ne.sy["y"] / ne.n
-    cross = ne.sxy["y"] / ne.n - torch.outer(mx, my)
-    v = basis.directions[:, :rank].to(cov_x)
-    cov_z = v.T @ cov_x @ v
-    w_z = solve_psd(0.5 * (cov_z + cov_z.T), v.T @ cross, ridge).T
-    w = w_z @ v.T
-    mean_y = my + ne.shift_y["y"]
-    return w, mean_y - w @ basis.mean.to(w)
 
 
 def pair_sensitivity(
@@ -246,7 +212,7 @@ def pair_sensitivity(
         with torch.no_grad():
             fa = {layer: [] for layer in layers}
             fb = {layer: [] for layer in layers}
-            for xb in _batches(probe_x, batch_size, device):
+            for xb in input_batches(probe_x, batch_size, device):
                 a, b = net_a.features(xb, layers), net_b.features(xb, layers)
                 for layer in layers:
                     fa[layer].append(a[layer].cpu())
@@ -266,31 +232,15 @@ def pair_sensitivity(
     return rows, base_accuracy
 
 
-def distance(method: str, value: float, b_accuracy: float) -> float:
-    """A pair row's value as a dissimilarity of A's (rank-r) layer to B's layer (larger = further).
-
-    Stitched accuracies: B's own accuracy minus the stitched one; structural scores
-    (``*_repr_diff``): as is; a registered measure: ``identity_value - value`` when larger is
-    more similar, else the value.
-    """
-    from .network import index_dissimilarity
-
-    if method.endswith("_accuracy"):
-        return b_accuracy - value
-    if method.endswith("_repr_diff"):
-        return value
-    return index_dissimilarity(method, value)
-
-
 def tidy_pair_rows(model_a: str, model_b: str, index: Mapping[str, int], rows: Sequence[Mapping[str, Any]],
                    b_accuracy: float) -> list[dict[str, Any]]:
-    """Key columns, ``distance`` (:func:`distance`) and ``dissimilarity`` = distance at rank r minus
+    """Key columns, ``distance`` (:func:`pair_distance`) and ``dissimilarity`` = distance at rank r minus
     the same method's distance at full rank (for stitched accuracy: the drop from the full-rank
     stitch), i.e. how much further from B the front moves by losing rank."""
     out = []
-    full = {(r["layer"], r["method"]): distance(r["method"], r["value"], b_accuracy) for r in rows if r["rank"] == r["full_rank"]}
+    full = {(r["layer"], r["method"]): pair_distance(r["method"], r["value"], b_accuracy) for r in rows if r["rank"] == r["full_rank"]}
     for r in rows:
-        d = distance(r["method"], r["value"], b_accuracy)
+        d = pair_distance(r["method"], r["value"], b_accuracy)
         out.append({"model_a": model_a, "model_b": model_b, "layer": r["layer"], "index": int(index[r["layer"]]),
                     "rank": int(r["rank"]), "full_rank": int(r["full_rank"]), "variance_kept": r["variance_kept"],
                     "method": r["method"], "value": float(r["value"]), "distance": d,

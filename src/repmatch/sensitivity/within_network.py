@@ -1,4 +1,4 @@
-"""The sensitivity test of one network: every layer, every rank, every functional score and index.
+"""The within-network sensitivity test: every layer, every rank, every functional score and index of one network.
 
 For layer l with C channels and each rank r (decreasing, starting at r = C, the reference):
 
@@ -24,27 +24,21 @@ test set's (uncentred) energy that the rank-r map drops. The test checks the fir
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..similarity.registry import MEASURES
+from .batches import device_batches
 from .correlation import FUNCTIONAL
+from .dissimilarity import rank_dissimilarity
 from .lowrank import LowRankBasis, channel_rows, from_channel_rows
+from .lowrank_dm import basis_from_equations, dm_from_equations
 from .probe import pool_features, train_probe
 
 DM_METHODS = ("dm_accuracy", "dm_repr_diff")
-
-
-def _batches(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor | None, batch_size: int,
-             device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    for s in range(0, len(x), batch_size):
-        xb = torch.as_tensor(np.ascontiguousarray(x[s : s + batch_size]) if isinstance(x, np.ndarray) else x[s : s + batch_size])
-        yb = None if y is None else torch.as_tensor(np.asarray(y[s : s + batch_size])).long().to(device)
-        yield xb.to(device), yb
 
 
 def _affine(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -83,16 +77,15 @@ def layer_sensitivity(
     """
     from ..similarity.grid import similarity_grids
     from ..stitching.direct import NormalEquations
-    from .front import basis_from_equations, dm_from_equations
 
     net.eval()
     def front(xb):
         return net.forward_until(xb, layer)
 
     # 1. one pass over the training split: the moments (basis and every rank's DM map rank r -> full,
-    #    :mod:`.front`) and the pooled features
+    #    :mod:`.lowrank_dm`) and the pooled features
     acc, pooled_train = NormalEquations(), []
-    for xb, _ in _batches(train_x, None, batch_size, device):
+    for xb, _ in device_batches(train_x, None, batch_size, device):
         h = front(xb)
         rows_h = channel_rows(h)
         acc.update(rows_h, {"y": rows_h})
@@ -109,7 +102,7 @@ def layer_sensitivity(
     sq_diff = dict.fromkeys(rs, 0.0)
     sq_real = 0.0
     pooled_test, total = [], 0
-    for xb, yb in _batches(test_x, test_y, batch_size, device):
+    for xb, yb in device_batches(test_x, test_y, batch_size, device):
         assert yb is not None
         h = front(xb)
         pooled_test.append(pool_features(h).double().cpu())
@@ -138,7 +131,7 @@ def layer_sensitivity(
         ]
     # 4. every similarity measure between the full and the rank-r probe representations
     if measures:
-        full = torch.cat([front(xb).cpu() for xb, _ in _batches(probe_x, None, batch_size, device)])
+        full = torch.cat([front(xb).cpu() for xb, _ in device_batches(probe_x, None, batch_size, device)])
         low = {f"rank{r}": basis.apply(full, r) for r in rs}
         grids, _ = similarity_grids({layer: full}, low, list(measures), device=device, same_model=False,
                                     **dict(similarity_kwargs or {}))
@@ -156,31 +149,11 @@ def _pooled_rank(basis: LowRankBasis, pooled: torch.Tensor, r: int) -> torch.Ten
     return basis.apply(pooled, r).float()
 
 
-def dissimilarity(method: str, value: float, full_value: float) -> float:
-    """Any row's value as a dissimilarity of rank r vs full (larger = more different).
-
-    Functional scores and ``dm_accuracy``: the drop from the full-rank value. ``dm_repr_diff``: as
-    is. A registered measure: ``identity_value - value`` when larger is more similar, else its value.
-    """
-    if method in FUNCTIONAL or method == "dm_accuracy":
-        return full_value - value
-    if method == "dm_repr_diff":
-        return value
-    return index_dissimilarity(method, value)
-
-
-def index_dissimilarity(measure: str, value: float) -> float:
-    """A registered similarity measure's value as a dissimilarity (larger = more different):
-    ``identity_value - value`` when larger is more similar, else the value itself."""
-    m = MEASURES[measure]
-    return m.identity_value - value if m.larger_is_similar else value
-
-
 def tidy_rows(model: str, layer: str, index: int, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Key columns and the ``dissimilarity`` column (relative to the same method at full rank)."""
     full = {r["method"]: r["value"] for r in rows if r["rank"] == r["full_rank"]}
     return [{"model": model, "layer": layer, "index": int(index), **dict(r),
-             "dissimilarity": dissimilarity(r["method"], r["value"], full[r["method"]])} for r in rows]
+             "dissimilarity": rank_dissimilarity(r["method"], r["value"], full[r["method"]])} for r in rows]
 
 
 def summary_table(table: Any, *, functional: Sequence[str] = FUNCTIONAL) -> Any:
