@@ -1,4 +1,4 @@
-"""Issue 14: bootstrap of the similarity grids, intervals, and the tests behind the sanity claims."""
+"""Bootstrap of the similarity grids, intervals, and the tests behind the sanity claims."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""repmatch.uncertainty: intervals and tests behind every number (issue 14).
+"""repmatch.uncertainty: intervals and tests behind every number.
 
 Modules (pure functions: arrays in, arrays / small dataclasses out; no config dicts, no I/O):
 
