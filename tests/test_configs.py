@@ -1,4 +1,4 @@
-"""The shipped paper configs are paper-scale, and the README's job table is what Snakemake plans."""
+"""The shipped paper configs are paper-scale, and the documented job tables are what Snakemake plans."""
 
 from __future__ import annotations
 
