@@ -203,7 +203,7 @@ def run_repmatch_f32(a: Layers, b: Layers, measure: str) -> np.ndarray:
 
 
 def run_repmatch_qr_route(a: Layers, b: Layers, measure: str) -> np.ndarray:
-    """Baseline: linear CKA as the engine computed it before issue 18 -- each wide layer (d > n)
+    """Baseline: linear CKA as the engine computed it before the wide-layer Gram route -- each wide layer (d > n)
     reduced to n columns by a float64 QR of Xc^T, then feature-space cross products of the factors."""
     from repmatch.similarity.linalg import cross_sq_grid
 

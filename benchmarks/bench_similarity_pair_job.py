@@ -1,4 +1,4 @@
-"""Extra time of the bootstrap in one similarity pair job (issue 14 wiring), on real activation caches.
+"""Extra time of the bootstrap in one similarity pair job, on real activation caches.
 
 Times, in the same process and on the same loaded caches: the point-estimate table
 (``similarity_table``, what the job computed before) and the bootstrap columns

@@ -8,7 +8,7 @@ orientations of the asymmetric ones; B = 200 resamples.
 Printed, all measured in this run on the same data and the same thread count:
   * POINT: the point-estimate grid (``similarity_grids``, what the pipeline computes today);
   * BOOT: the weighted bootstrap (all measures, B replicates + percentile intervals) and the
-    ratio BOOT / POINT (issue 14's target: <= 5x);
+    ratio BOOT / POINT (target: <= 5x);
   * NAIVE: each resample recomputed from scratch through the public per-pair function
     ``similarity(x[idx], y[idx], measure)``, timed on --naive-boot resamples and scaled to B
     (linear in B: every resample costs the same), and the ratio NAIVE / BOOT;

@@ -1,5 +1,5 @@
 """TLM convergence on the default networks: train random-init (or DM-init) stitches of the diagonal or the whole
-grid with a given schedule and print the diagonal gap to model B (pp) -- the measurements of docs/notes/issue11.md.
+grid with a given schedule and print the diagonal gap to model B (pp) -- the measurements of docs/design/stitching-convergence-and-ood.md.
 
 Needs a run directory with results/data/split.json and results/models/smallcnn_seed{0,1}/checkpoint.pt, e.g.
 ``snakemake --cores 1 results/models/smallcnn_seed0/checkpoint.pt results/models/smallcnn_seed1/checkpoint.pt``.

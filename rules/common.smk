@@ -69,7 +69,7 @@ def result_params(section, *ignore):
     """A settings section as a Snakemake rerun trigger, without the keys that do not change
     numbers (thread counts, folders, pair selection): changing those reruns nothing."""
     params = {k: v for k, v in dataclasses.asdict(section).items() if k not in ("threads", *ignore)}
-    # Keys added by issue 13 that are empty unless used: left out then, so adding them reran nothing.
+    # Keys for users' own code and data that are empty unless used: left out then, so adding them reran nothing.
     return {k: v for k, v in params.items() if not (k in ("user_measures",) and not v)}
 
 

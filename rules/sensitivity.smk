@@ -1,5 +1,5 @@
-# Ding et al.'s sensitivity and specificity tests (issue 12). Library: repmatch.sensitivity
-# (docs/notes/issue12.md, issue12-final.md). Off by default in the schema (sensitivity.enabled).
+# Ding et al.'s sensitivity and specificity tests. Library: repmatch.sensitivity
+# (docs/sensitivity.md). Off by default in the schema (sensitivity.enabled).
 # sensitivity_network: per network, each layer's rank-r representation (top-r principal directions
 # fitted on the training split) -> probe and network accuracy, every index rank-r vs full.
 # sensitivity_pair: per ordered network pair (A = B included), DM and TLM from A's rank-r layer into

@@ -1,4 +1,4 @@
-"""Issue 13, your own data: an image folder (ImageFolder layout) and a dataset factory become the same
+"""Your own data: an image folder (ImageFolder layout) and a dataset factory become the same
 in-memory arrays and the same recorded split as the built-in datasets; bad folders and factories
 fail at parse time naming the key."""
 

@@ -1,4 +1,4 @@
-"""Issue 13, your own activations: folders of activations made elsewhere (ids + one .npy per layer) are
+"""Your own activations: folders of activations made elsewhere (ids + one .npy per layer) are
 checked like the cache before any job (same sample ids across networks, the probe ids present) and
 imported as ordinary caches of the probe sets."""
 

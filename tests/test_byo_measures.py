@@ -1,4 +1,4 @@
-"""Issue 13, your own measure: a similarity measure from user code, registered from the config with its
+"""Your own measure: a similarity measure from user code, registered from the config with its
 declared properties, computed by the grid engine, and checked by the same property checks as the
 built-in measures (``repmatch.similarity.check_measure``)."""
 

@@ -1,4 +1,4 @@
-"""Issue 13, bring your own: one tiny workflow run with the user's image folder as the dataset, a user
+"""Bring your own: one tiny workflow run with the user's image folder as the dataset, a user
 similarity measure and an external network's activations; a factory dataset through the split rule;
 external activations on other samples fail the dry run before any job."""
 

@@ -1,4 +1,4 @@
-"""Failures that explain themselves and leave nothing behind (issue 17), at the library level:
+"""Failures that explain themselves and leave nothing behind, at the library level:
 job logs keep the traceback, checkpoints are reproducible files verified on load, temps of
 killed writes are removed by the next write, I/O errors name the file and the cause, and a
 corrupt split.json is refused naming the file."""

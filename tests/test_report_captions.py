@@ -54,6 +54,6 @@ def test_every_caption_renders_without_docutils_system_messages(caption, config_
 
 
 def test_the_check_catches_a_substitution_like_caption():
-    """The check itself can fail: the caption text of issue 17 gives a system message."""
+    """The check itself can fail: a caption with a bad reference gives a system message."""
     _, messages = render_caption("the similarity is (|X*| + |Y*|) / (d_A + d_B).", {})
     assert "Undefined substitution referenced" in messages

@@ -1,4 +1,4 @@
-"""The cross-family sanity module (repmatch.sanity) with the uncertainty columns of issue 14:
+"""The cross-family sanity module (repmatch.sanity) with the uncertainty columns:
 raw vs significant "more similar than itself" counts, ties, directions, the specificity interval
 and binomial test, and the within- vs cross-seed permutation test."""
 

@@ -1,4 +1,4 @@
-"""Every numeric config key has its real range in the schema (issue 17: ``subspace_match.eps:
+"""Every numeric config key has its real range in the schema (``subspace_match.eps:
 [0.2, 1.5]`` ran and reported similarities at ε = 1.5, ``simple_eps: 3`` was accepted).
 
 The walk below visits every number/integer schema in config/schema.yaml (properties, array

@@ -1,4 +1,4 @@
-"""Issue 12: the low-rank map, the probe, and the sensitivity correlation (properties + naive references)."""
+"""The low-rank map, the probe, and the sensitivity correlation (properties + naive references)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12, the similarity side: DM and TLM from a rank-r front into another network, the
+"""The similarity side of the sensitivity test: DM and TLM from a rank-r front into another network, the
 specificity test, the aggregation over seeds and the summary table / figure."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pandas as pd
 
 KEY_COLUMNS = ["model_a", "layer_a", "index_a", "model_b", "layer_b", "index_b"]
 TIDY_COLUMNS = [*KEY_COLUMNS, "method", "value"]
-#: What the probe-sample bootstrap adds to a similarity cell (issue 14): the percentile interval,
+#: What the probe-sample bootstrap adds to a similarity cell: the percentile interval,
 #: the number of finite resamples, and the one-sided paired-bootstrap p-values of "this cell is
 #: more similar than its column's / row's counterpart (same-named layer)". NaN / 0 when not bootstrapped.
 BOOTSTRAP_COLUMNS = ["ci_low", "ci_high", "n_boot", "p_column", "p_row"]
@@ -31,11 +31,11 @@ COLUMNS: dict[str, list[str]] = {
                        "matched_a", "matched_b", "live_a", "live_b", "chance_value", "chance_std", "ci_low", "ci_high"],
     "subspace_simple": [*KEY_COLUMNS, "method", "eps", "repeat", "value", "size_a", "size_b", "neurons_a", "neurons_b",
                         "found_from", "n_coords", "d_a", "d_b", "mode", "complete"],
-    # one network's layer at rank r vs full rank (issue 12); method = a functional score
+    # one network's layer at rank r vs full rank; method = a functional score
     # (probe_accuracy, network_accuracy), DM (dm_accuracy, dm_repr_diff) or a similarity measure;
     # dissimilarity = the drop from full rank (scores, dm_accuracy), or the index as a dissimilarity
     "sensitivity": ["model", "layer", "index", "rank", "full_rank", "variance_kept", "method", "value", "dissimilarity"],
-    # the rank-r front of A's layer into B's same layer (A = B included; issue 12): method = dm_/tlm_accuracy,
+    # the rank-r front of A's layer into B's same layer (A = B included): method = dm_/tlm_accuracy,
     # dm_/tlm_repr_diff or a measure (B full vs A rank r); distance = the value as a dissimilarity to B
     # (stitched accuracy: b_accuracy - value); dissimilarity = distance - distance at full rank
     "sensitivity_pair": ["model_a", "model_b", "layer", "index", "rank", "full_rank", "variance_kept", "method", "value",

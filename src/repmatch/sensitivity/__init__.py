@@ -1,4 +1,4 @@
-"""repmatch.sensitivity: do the indices track function? (issue 12, Ding et al.'s sensitivity test)
+"""repmatch.sensitivity: do the indices track function? (Ding et al.'s sensitivity and specificity tests)
 
 Modules (pure maths: tensors / arrays in, arrays / small dataclasses out):
 

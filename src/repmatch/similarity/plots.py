@@ -93,7 +93,7 @@ def cross_seed_grids(table: pd.DataFrame, method: str) -> list[pd.DataFrame]:
     """value(x_i, y_j) of every ordered pair of different models (empty with one model).
 
     Only grids with the first grid's layers are kept: networks with other layers (external
-    activations, issue 13) are not seeds of the same network and cannot be averaged with them.
+    activations) are not seeds of the same network and cannot be averaged with them.
     """
     m = get_measure(method)
     grids: list[pd.DataFrame] = []

@@ -8,7 +8,7 @@ first two moments; a detector trained against outliers can learn what real repre
 look like beyond them. Per B layer one detector is fitted once and reused for every stitch
 into that layer.
 
-Design (what differs from the paper, and why -- see docs/notes/issue11.md):
+Design (what differs from the paper, and why -- see docs/design/stitching-convergence-and-ood.md):
 
 * Detector: a small classifier on the representation: for maps two 3x3 conv blocks (stride 2
   on maps of 14 x 14 or larger, so early layers stay cheap) + global average pooling + a linear

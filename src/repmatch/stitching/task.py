@@ -10,7 +10,7 @@ are in eval mode (BatchNorm uses fixed statistics) every sample is processed ind
 each stitch's loss depends only on its own parameters; Adam is elementwise, so stacked training
 gives the same stitches as training them one by one (up to float round-off) -- a tested claim.
 
-Why a learning-rate schedule: measured on the default networks (docs/notes/issue11.md), a
+Why a learning-rate schedule: measured on the default networks (docs/design/stitching-convergence-and-ood.md), a
 constant rate stalls 1-2 pp short of model B's accuracy on the diagonal (where the identity is
 a perfect stitch), whatever the rate; only a decaying rate (linear warm-up + cosine to ~0) gets
 random-init TLM within 1 pp in a laptop budget. The schedule is per optimizer step and depends

@@ -1,6 +1,6 @@
 """Confidence intervals: bootstrap percentile, Student t (seeds, pairs, coordinate draws), binomial.
 
-Which interval for which number (docs/notes/issue14.md has the reading guide):
+Which interval for which number (docs/design/reading-the-intervals.md has the reading guide):
 
 * similarity index of one cell: :func:`percentile_interval` of its probe-sample bootstrap
   replicates (variability over the probe set, networks fixed);
