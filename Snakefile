@@ -6,7 +6,11 @@
 # Table of contents: each stage lives in rules/<stage>.smk; settings, names, input functions and
 # the target list (final_outputs) in rules/common.smk; every default in src/repmatch/schema.yaml.
 
+from time import monotonic
+
 from snakemake.utils import min_version
+
+STARTED = monotonic()  # the end-of-run report gives this invocation's wall time
 
 min_version("9.0")
 
@@ -49,3 +53,10 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+# After the last job: wall and CPU seconds per stage and in total (repmatch.benchmarks).
+onsuccess:
+    from repmatch.benchmarks import stage_time_report
+
+    print(stage_time_report(paths.benchmark_summary(), monotonic() - STARTED))

@@ -49,3 +49,27 @@ def test_summary_stage_writes_csv(tmp_path, caplog):
         benchmark_summary_stage(files={("train", "m"): a}, out_csv=out, log=logging.getLogger("b"))
     assert out.read_text().splitlines()[0] == "stage,job,wall_s,max_rss_mb,cpu_time_s,attempts"
     assert "train: 1 jobs" in caplog.text
+
+
+def test_stage_times_sum_per_stage_in_pipeline_order_and_the_report_names_every_stage(tmp_path):
+    from repmatch.benchmarks import format_stage_times, stage_time_report, stage_times
+
+    table = benchmark_table({})
+    assert stage_times(table).empty
+    files = {}
+    for stage, job, wall, cpu in [("stitching", "a__b", 200.0, 190.0), ("train", "m0", 20.0, 18.0), ("train", "m1", 30.0, 25.0),
+                                  ("zeta", "x", 1.0, 0.5)]:
+        path = tmp_path / stage / f"{job}.tsv"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(HEADER + f"{wall}\t0:00:00\t1\t1\t1\t1\t1\t1\t1\t{cpu}\n")
+        files[(stage, job)] = path
+    per_stage = stage_times(benchmark_table(files)).set_index("stage")
+    assert list(per_stage.index) == ["train", "stitching", "zeta"]  # pipeline order, unknown stages last
+    assert per_stage.loc["train", "jobs"] == 2 and per_stage.loc["train", "wall_s"] == 50.0
+    assert per_stage.loc["train", "cpu_time_s"] == 43.0 and per_stage.loc["train", "longest_job"] == "m1"
+    text = format_stage_times(benchmark_table(files), elapsed_s=125.0)
+    assert "total" in text and "233.5" in text and "2 min 05.0 s" in text
+    assert "was not made" in stage_time_report(tmp_path / "missing.csv")
+    summary = tmp_path / "summary.csv"
+    benchmark_table(files).to_csv(summary, index=False)
+    assert "stitching" in stage_time_report(summary, 1.0)

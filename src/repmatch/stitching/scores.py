@@ -146,11 +146,13 @@ def class_mahalanobis_per_sample(h: torch.Tensor, whiten: torch.Tensor, shift: t
     The sample (not each position) is assigned to its nearest class. Expanded as
     mean||u||^2 - 2 mean(u) . centre_k + ||centre_k||^2 so no (N, K, C, H, W) tensor is formed;
     the expansion is assembled in float64 (u is relative to the global mean, so the terms are
-    of the size of the distances, not of the raw activations).
+    of the size of the distances, not of the raw activations). The per-position work (u, its
+    squared norm, its mean) runs in ``h``'s dtype, as :func:`mahalanobis_per_sample`: a float64
+    copy of every stitched (N, k, P) map and its products were among the costliest steps of scoring.
     """
-    u = affine_map(as_map(h), whiten.to(h), shift.to(h)).flatten(2).double()  # (N, k, P)
-    sq = (u * u).sum(1).mean(1)  # (N,)
-    m = u.mean(2)  # (N, k)
+    u = affine_map(as_map(h), whiten.to(h), shift.to(h)).flatten(2)  # (N, k, P)
+    sq = (u * u).sum(1).double().mean(1)  # (N,)
+    m = u.mean(2).double()  # (N, k)
     centres = centres.to(m)
     d = sq[:, None] - 2.0 * m @ centres.T + (centres * centres).sum(1)[None, :]
     return d.min(1).values
