@@ -17,11 +17,15 @@ definitions, so these measures are not translation invariant), ``euclidean`` = |
 the centred rows (then they are translation invariant). Both are invariant to orthogonal maps
 and isotropic scaling.
 
-Ties (equal distances) are broken deterministically: neighbours are ordered by (distance, sample
-index), so among equidistant candidates the lower probe index wins, and the rank order inside a
-list follows the same rule. ``torch.topk`` alone leaves that choice unspecified; rows with a tie
-at the k-th distance are re-selected with a stable sort, and the k found are re-ordered by
-(distance, index).
+Ties (equal computed distances) are broken deterministically: neighbours are ordered by
+(distance, sample index), so among equidistant candidates the lower probe index wins, and the rank
+order inside a list follows the same rule. ``torch.topk`` alone leaves that choice unspecified;
+rows with a tie at the k-th distance are re-selected with a stable sort, and the k found are
+re-ordered by (distance, index). Distances that are equal in exact arithmetic but round
+differently (Euclidean distances from inner products, cosines of normalised rows) are ordered by
+their computed values; with exactly representable data (e.g. integer activations, dyadic means)
+the computed ties are the true ones. A bootstrap resample's duplicated rows are at distance 0 from
+each other, so each copy counts the other as its nearest neighbour in both layers.
 
 How: rows are processed in blocks; for a block, every layer's distances to all n samples are one
 matmul, its neighbour lists one ``topk``; every layer pair's overlap, ranks and second-order
