@@ -24,6 +24,17 @@ Gram matrices when n <= 2,000), and the number of NaN cells.
     python benchmarks/bench_peers.py --quick          # < 1 min on 2 cores (n = 600; 250-row flattened maps)
     python benchmarks/bench_peers.py                  # the sizes above (several minutes)
     python benchmarks/bench_peers.py --cache results/activations
+    python benchmarks/bench_peers.py --families       # only the neighbourhood / RSA section (< 1 min)
+
+Neighbourhood and RSA families (``--families``, also run after the CKA grids): one 6 x 6 grid of
+pooled-conv-like layers (n = 500, the default probe set), repmatch's grid against
+``rsatoolbox`` (RSA: correlation RDMs compared by Spearman, Pearson and tau-a; Euclidean RDMs,
+which rsatoolbox squares and divides by the width, by Spearman and tau-a, which only see the
+order) and against ReSi's recipe for k-NN sets (scikit-learn ``NearestNeighbors`` with the
+cosine metric, k + 1 neighbours minus the sample itself) for ``mutual_knn`` and ``jaccard_knn``.
+netrep (shape metrics) and the Platonic-representation alignment code are not on PyPI, so the
+shape metrics have no peer here (tests/test_similarity_families.py checks them against a
+netrep-style reference and the existing Procrustes / CCA).
 """
 
 from __future__ import annotations
@@ -396,6 +407,66 @@ def verdicts(rows: list[Row]) -> list[str]:
     return out
 
 
+# --- neighbourhood and RSA families ---------------------------------------------------------------
+
+
+FAMILY_WIDTHS = [16, 32, 32, 64, 64, 64]  # the default small CNN's layers after global average pooling
+
+
+def _rsatoolbox_grid(a: Layers, b: Layers, rdm: str, compare: str) -> np.ndarray:
+    import rsatoolbox
+
+    method = {"correlation": "correlation", "euclidean": "euclidean"}[rdm]
+    ra = rsatoolbox.rdm.calc_rdm([rsatoolbox.data.Dataset(v.astype(np.float64)) for v in a.values()], method=method)
+    rb = rsatoolbox.rdm.calc_rdm([rsatoolbox.data.Dataset(v.astype(np.float64)) for v in b.values()], method=method)
+    return np.asarray(rsatoolbox.rdm.compare(ra, rb, method={"spearman": "spearman", "pearson": "corr", "kendall_tau_a": "tau-a"}[compare]))
+
+
+def _sklearn_knn_grid(a: Layers, b: Layers, measure: str, k: int = 10) -> np.ndarray:
+    """ReSi's recipe: NearestNeighbors(k + 1, metric='cosine'), the first neighbour (the sample itself) dropped."""
+    from sklearn.neighbors import NearestNeighbors
+
+    def lists(v: np.ndarray) -> list[set[int]]:
+        idx = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(v).kneighbors(v)[1][:, 1:]
+        return [set(r) for r in idx]
+
+    la, lb = [lists(v) for v in a.values()], [lists(v) for v in b.values()]
+    out = np.zeros((len(la), len(lb)))
+    for i, sa in enumerate(la):
+        for j, sb in enumerate(lb):
+            inter = [len(p & q) for p, q in zip(sa, sb)]
+            out[i, j] = np.mean([c / k for c in inter]) if measure == "mutual_knn" else np.mean([c / (2 * k - c) for c in inter])
+    return out
+
+
+def bench_families(n: int, repeats: int) -> list[str]:
+    """repmatch vs rsatoolbox (RSA) and vs ReSi's scikit-learn recipe (k-NN sets): max |difference| and times."""
+    a, b = synthetic(n, FAMILY_WIDTHS, 0.0, seed=3)
+    cases: list[tuple[str, dict[str, object], Callable[[], np.ndarray], str]] = []
+    for rdm, compare in (("correlation", "spearman"), ("correlation", "pearson"), ("correlation", "kendall_tau_a"),
+                         ("euclidean", "spearman"), ("euclidean", "kendall_tau_a")):
+        cases.append(("rsa", {"rsa_rdm": rdm, "rsa_compare": compare},
+                      lambda rdm=rdm, compare=compare: _rsatoolbox_grid(a, b, rdm, compare), f"rsatoolbox {metadata.version('rsatoolbox')}"))
+    for m in ("mutual_knn", "jaccard_knn"):
+        cases.append((m, {"knn_k": 10, "knn_distance": "cosine"}, lambda m=m: _sklearn_knn_grid(a, b, m),
+                      f"scikit-learn {metadata.version('scikit-learn')} NearestNeighbors (ReSi recipe)"))
+    lines = [f"families: n={n}, 6x6 layers (widths {FAMILY_WIDTHS}), float32 activations", "",
+             "| measure | parameters | peer | repmatch (s) | peer (s) | peer / repmatch | max abs difference |", "|" + "---|" * 7]
+    for measure, params, peer_fn, peer in cases:
+        try:
+            mine = [measured(lambda: similarity_grids(a, b, [measure], params=params)[0][measure]) for _ in range(repeats)]
+            theirs = [measured(peer_fn) for _ in range(repeats)]
+        except ImportError as exc:
+            lines.append(f"| {measure} | {params} | {peer}: skipped ({exc}) | | | | |")
+            continue
+        t_mine, t_peer = float(np.median([r[0] for r in mine])), float(np.median([r[0] for r in theirs]))
+        diff = float(np.max(np.abs(np.asarray(mine[-1][2]) - np.asarray(theirs[-1][2]))))
+        pars = ", ".join(f"{k}={v}" for k, v in params.items())
+        lines.append(f"| {measure} | {pars} | {peer} | {t_mine:.3g} | {t_peer:.3g} | {t_peer / t_mine:.3g} | {diff:.1e} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes: under a minute on 2 cores")
@@ -404,6 +475,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=None, help="seconds per per-pair peer and grid before extrapolating (default 20, quick 2)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (0: library default)")
     ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ", ".join(PEERS))
+    ap.add_argument("--families", action="store_true", help="only the neighbourhood / RSA section against its peers")
     args = ap.parse_args()
     if THREADS > 0:
         torch.set_num_threads(THREADS)
@@ -416,6 +488,9 @@ def main() -> None:
     for p, why in skipped.items():
         print(f"skipped {p}: {why}")
 
+    if args.families:
+        print("\n".join(bench_families(500, repeats)))
+        return
     n_syn, widths = (600, [32, 32, 64, 64, 128, 128, 128, 256, 256, 256]) if args.quick else (5000, [64, 64, 128, 128, 256, 256, 256, 512, 512, 512])
     n_flat = 250 if args.quick else 500
     grids: list[tuple[str, Layers, Layers]] = [
@@ -435,6 +510,8 @@ def main() -> None:
     print()
     for line in verdicts(rows):
         print(line)
+    print()
+    print("\n".join(bench_families(500, repeats)))
     print(f"total {time.perf_counter() - t_start:.0f} s")
 
 

@@ -38,6 +38,7 @@ UNBOUNDED_ABOVE: dict[str, str] = {
     "subspace_match.threads": _SIZE,
     "similarity.rbf_sigma": "a kernel width (relative to the median distance) has no natural ceiling",
     "similarity.minibatch_size": _SIZE,
+    "similarity.knn_k": "at most n_probe - 2, which depends on the dataset; the k-NN measures check it with a message",
     "similarity.threads": _SIZE,
     "stitching.dm.ridge": "a ridge penalty has no natural ceiling",
     "stitching.dm.k": _SIZE,

@@ -155,6 +155,11 @@ class SimilaritySettings:
     rbf_sigma: float
     svcca_variance: float
     minibatch_size: int
+    knn_k: int
+    knn_distance: str
+    rsa_rdm: str
+    rsa_compare: str
+    shape_alpha: float
     precision: str
     on_degenerate: str
     threads: int
@@ -163,7 +168,9 @@ class SimilaritySettings:
     @property
     def measure_params(self) -> dict[str, Any]:
         """The parameters handed to the measures' grid functions (``GridContext.params``)."""
-        return {"rbf_sigma": self.rbf_sigma, "svcca_variance": self.svcca_variance, "minibatch_size": self.minibatch_size}
+        return {"rbf_sigma": self.rbf_sigma, "svcca_variance": self.svcca_variance, "minibatch_size": self.minibatch_size,
+                "knn_k": self.knn_k, "knn_distance": self.knn_distance, "rsa_rdm": self.rsa_rdm,
+                "rsa_compare": self.rsa_compare, "shape_alpha": self.shape_alpha}
 
 
 @dataclass(frozen=True)
