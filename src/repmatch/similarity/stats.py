@@ -30,19 +30,27 @@ def symmetric_gram(x: torch.Tensor, blocks: int = 4) -> torch.Tensor:
 
     Why: BLAS gemm does not know that X X^T is symmetric; with ``blocks`` row blocks only
     (blocks + 1) / (2 blocks) of the multiply-adds are done (5/8 for 4 blocks). Each block is one
-    gemm, so every entry is the same float64 dot product as in the full product; the result is
-    exactly symmetric. Small inputs (fewer than 64 rows per block) use one gemm.
+    gemm, so every entry is the same float64 dot product as in the full product. A gemm's kernel
+    may sum (i, j) and (j, i) of one diagonal block in different orders (it depends on the BLAS
+    build and its tiling), so the upper triangle is mirrored into the lower one at the end: the
+    result is exactly symmetric on every BLAS. Small inputs (fewer than 64 rows per block) use one
+    gemm, mirrored the same way.
     """
     n = x.shape[0]
     if blocks <= 1 or n < 64 * blocks:
-        return x @ x.T
+        return _mirror_upper(x @ x.T)
     bounds = [round(n * k / blocks) for k in range(blocks + 1)]
     g = torch.empty(n, n, dtype=x.dtype, device=x.device)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         blk = x[lo:hi] @ x[lo:].T
         g[lo:hi, lo:] = blk
         g[hi:, lo:hi] = blk[:, hi - lo :].T
-    return g
+    return _mirror_upper(g)
+
+
+def _mirror_upper(g: torch.Tensor) -> torch.Tensor:
+    """The upper triangle (diagonal included) copied into the lower one: an exactly symmetric matrix."""
+    return torch.triu(g) + torch.triu(g, diagonal=1).T
 
 
 class LayerStats:
