@@ -12,7 +12,8 @@ Modules (pure maths: tensors / arrays in, arrays / small dataclasses out):
   :mod:`.plots` (torch-free) — per-layer curves (accuracies and index dissimilarity vs rank).
 * :mod:`.front` — DM and TLM from A's rank-r layer into B's layer (:class:`LowRankFront`, the
   one-pass moments, :func:`pair_sensitivity`); :mod:`.aggregate` (torch-free) — sensitivity over
-  seeds with t intervals, the specificity test, the one summary table.
+  seeds with t intervals, the one summary table; :mod:`.specificity` (torch-free) — Ding et al.'s
+  specificity per layer over seed pairs, combined by the mean of per-layer correlations.
 * :mod:`.correlation` — Spearman / Kendall rank correlation of an index's dissimilarity with the
   drop in a functional score, per layer over ranks and pooled; NaN + warning when undefined.
 """
@@ -27,9 +28,12 @@ __getattr__, __all__ = lazy(__name__, {
     "network": ["DM_METHODS", "dissimilarity", "index_dissimilarity", "layer_sensitivity", "summary_table", "tidy_rows"],
     "front": ["LowRankFront", "basis_from_equations", "dm_from_equations", "fit_moments",
               "front_name", "pair_sensitivity", "parse_front_name", "tidy_pair_rows"],
-    "aggregate": ["sensitivity_over_units", "specificity_correlations", "specificity_points",
-                  "unit_correlations", "within_from_networks"],
-    "pairs": ["sensitivity_layers", "sensitivity_models", "sensitivity_pairs"],
+    "aggregate": ["sensitivity_over_units", "unit_correlations", "within_from_networks"],
+    "specificity": ["GAPS", "MIN_PAIRS", "LayerPoints", "index_distances", "layer_specificity", "network_scores",
+                    "specificity_points", "specificity_tables", "stitch_distances", "stratified_specificity",
+                    "within_layer_permutation_p"],
+    "pairs": ["sensitivity_layers", "sensitivity_models", "sensitivity_pairs", "specificity_extra_models",
+              "specificity_models", "specificity_similarity_pairs"],
     "plots": ["plot_rank_curves", "plot_sensitivity_specificity"],
     "stages": ["aggregate_stage", "pair_stage", "sensitivity_stage"],
 })  # fmt: skip
