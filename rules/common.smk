@@ -28,6 +28,7 @@ from repmatch.sensitivity.pairs import (  # noqa: E402
     sensitivity_layers,
     sensitivity_models,
     sensitivity_pairs,
+    specificity_dm_pairs,
     specificity_extra_models,
     specificity_similarity_pairs,
 )
@@ -52,6 +53,8 @@ SENSITIVITY_PAIRS = sensitivity_pairs(MODELS, SETTINGS.sensitivity)
 # pair jobs whose corresponding-layer rows are the indices' cross-seed distances of that test.
 SPECIFICITY_EXTRA = specificity_extra_models(SETTINGS)
 SPECIFICITY_SIMILARITY_PAIRS = specificity_similarity_pairs(SETTINGS)
+# DM-only, full-rank-only sensitivity pair jobs for the pairs of specificity networks no pair job covers.
+SPECIFICITY_DM_PAIRS = specificity_dm_pairs(SETTINGS)
 # Their sample ids against the probe sets, before any job (names the folder and the first missing id).
 EXTERNAL_NETWORKS = check_against_split(
     SETTINGS, paths.split(), ["similarity"] + ["subspace_match"] * bool(SUBSPACE_PAIRS)
@@ -124,7 +127,7 @@ def benchmark_files(wildcards):
     jobs += [("subspace", p) for p in SUBSPACE_PAIRS]
     jobs += [("sensitivity", m) for m in SENSITIVITY_MODELS] + [("sensitivity", p) for p in SENSITIVITY_PAIRS]
     jobs += [("train", m) for m in SPECIFICITY_EXTRA] + [("activations", m) for m in SPECIFICITY_EXTRA]
-    jobs += [("sensitivity", m) for m in SPECIFICITY_EXTRA]
+    jobs += [("sensitivity", m) for m in SPECIFICITY_EXTRA] + [("sensitivity", p) for p in SPECIFICITY_DM_PAIRS]
     jobs += [("similarity", p) for p in SPECIFICITY_SIMILARITY_PAIRS if p not in SIMILARITY_PAIRS]
     return {f"{stage}/{name}": paths.benchmark(stage, name) for stage, name in jobs}
 

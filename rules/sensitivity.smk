@@ -7,7 +7,8 @@
 # t intervals, the specificity test per layer (indices from the similarity pair jobs of every pair of
 # sensitivity.specificity_seeds networks, DM/TLM from the pair jobs), one summary table and the figure.
 # Networks trained only for the specificity test get a full-rank-only network job (their probe and
-# network accuracy at each layer; scripts/sensitivity_network.py).
+# network accuracy at each layer; scripts/sensitivity_network.py), and the pairs of specificity
+# networks that no pair job covers a DM-only, full-rank-only pair job (scripts/sensitivity_pair.py).
 
 
 rule sensitivity_network:
@@ -84,6 +85,7 @@ rule sensitivity_aggregate:
         pairs=[paths.sensitivity_pair_table(p) for p in SENSITIVITY_PAIRS],
         networks=[paths.sensitivity_table(m) for m in SENSITIVITY_MODELS + SPECIFICITY_EXTRA],
         similarity=[paths.pair_table("similarity", p) for p in SPECIFICITY_SIMILARITY_PAIRS],
+        dm_pairs=[paths.sensitivity_pair_table(p) for p in SPECIFICITY_DM_PAIRS],
         sanity=paths.sanity("specificity"),
     output:
         **figure_outputs(

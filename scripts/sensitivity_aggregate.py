@@ -9,4 +9,5 @@ with snakemake_job(snakemake) as job:  # noqa: F821
                     o.units, o.points, o.summary, o.sensitivity_vs_specificity_png, job.log,
                     similarity_tables=list(job.input.similarity), layers=list(job.params.layers),
                     n_permutations=job.settings.uncertainty.n_permutations, seed=job.settings.uncertainty.seed,
-                    by_layer_csv=o.by_layer, specificity_csv=o.specificity)  # fmt: skip
+                    by_layer_csv=o.by_layer, specificity_csv=o.specificity,
+                    dm_pair_tables=list(job.input.dm_pairs))  # fmt: skip

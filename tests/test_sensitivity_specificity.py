@@ -194,6 +194,7 @@ def test_points_from_the_job_tables():
 
 def test_the_specificity_seeds_key():
     from repmatch.sensitivity.pairs import (
+        specificity_dm_pairs,
         specificity_extra_models,
         specificity_models,
         specificity_seeds,
@@ -213,6 +214,11 @@ def test_the_specificity_seeds_key():
     assert specificity_seeds(settings(specificity_seeds=None)) == [0, 1, 2] and specificity_extra_models(settings(specificity_seeds=2)) == []
     assert specificity_seeds(load_settings({**base, "seeds": [3, 0], "sensitivity": {**base["sensitivity"], "specificity_seeds": 4}})) == [3, 0, 4, 5]
     assert specificity_models(settings(enabled=False)) == []
+    # DM-only pair jobs: the specificity pairs no sensitivity pair job covers (the default: cross upper over 3 seeds)
+    dm = specificity_dm_pairs(s)
+    assert len(dm) == 10 - 3 and "smallcnn_seed0__smallcnn_seed1" not in dm and "smallcnn_seed3__smallcnn_seed4" in dm
+    assert specificity_dm_pairs(settings(stitch_methods=["tlm"])) == []
+    assert len(specificity_dm_pairs(settings(pairs={"within": "none", "cross": "none"}))) == 10
     with pytest.raises(ConfigError, match="sensitivity.specificity_seeds"):
         settings(specificity_seeds=1)
     paper = yaml.safe_load((REPO / "config" / "paper_cifar10.yaml").read_text())

@@ -73,6 +73,18 @@ def specificity_similarity_pairs(settings: Settings) -> list[str]:
     return [pair_id(a, b) for a, b in unordered_pairs(specificity_models(settings)) if a != b]
 
 
+def specificity_dm_pairs(settings: Settings) -> list[str]:
+    """DM-only, full-rank-only pair jobs for the specificity test: every unordered pair of
+    specificity networks that no sensitivity pair job covers (in either direction), when DM is a
+    stitch method. DM's cross-seed distance then has as many pairs per layer as the indices'; TLM
+    (trained, ~60 s per pair) stays on the experiment's pairs."""
+    if not settings.sensitivity.enabled or "dm" not in settings.sensitivity.stitch_methods:
+        return []
+    experiment = [model_id(settings.model.prefix, seed) for seed in settings.seeds]
+    covered = {frozenset(p.split("__")) for p in sensitivity_pairs(experiment, settings.sensitivity)}
+    return [pair_id(a, b) for a, b in unordered_pairs(specificity_models(settings)) if a != b and frozenset((a, b)) not in covered]
+
+
 def sensitivity_layers(settings: Settings) -> list[str]:
     """The tested layers: ``sensitivity.layers`` (null: ``model.layers``), thinned to ``sensitivity.n_layers``
     evenly spaced ones (first and last kept) when that is set."""

@@ -148,12 +148,13 @@ def aggregate_stage(
     pair_tables: Sequence[PathLike], network_tables: Sequence[PathLike], sanity_specificity: PathLike | None, level: float,
     units_csv: PathLike, points_csv: PathLike, summary_csv: PathLike, figure_png: PathLike, log: logging.Logger,
     *, similarity_tables: Sequence[PathLike] = (), layers: Sequence[str] = (), n_permutations: int = 10000, seed: int = 0,
-    by_layer_csv: PathLike | None = None, specificity_csv: PathLike | None = None,
+    by_layer_csv: PathLike | None = None, specificity_csv: PathLike | None = None, dm_pair_tables: Sequence[PathLike] = (),
 ) -> pd.DataFrame:  # fmt: skip
     """Units, the specificity test (per layer, and the stratified mean) and the one summary table
     (CSV), and the sensitivity-specificity figure. The indices' cross-seed distances come from the
     similarity pair tables of every pair of specificity networks, DM's and TLM's from the pair
-    jobs' full-rank rows; ``layers`` are the tested layers (every one gets a row, NaN when undefined)."""
+    jobs' full-rank rows and DM's also from ``dm_pair_tables`` (DM-only, full-rank-only pair jobs of
+    the pairs no pair job covers; they enter no sensitivity unit); ``layers`` are the tested layers (every one gets a row, NaN when undefined)."""
     from ..io import read_table
     from ..plotting import stem
     from .aggregate import summary_table, unit_correlations, within_from_networks
@@ -175,8 +176,10 @@ def aggregate_stage(
     similarity = (pd.concat([read_table(p) for p in similarity_tables], ignore_index=True) if similarity_tables
                   else pd.DataFrame(columns=COLUMNS["similarity"]))  # fmt: skip
     scores = network_scores(networks)
-    points = specificity_points(pd.concat([index_distances(similarity, layers, measures), stitch_distances(pairs)],
-                                          ignore_index=True), scores)  # fmt: skip
+    dm_pairs = [read_table(p) for p in dm_pair_tables]
+    stitched = stitch_distances(pd.concat([pairs, *dm_pairs], ignore_index=True) if dm_pairs else pairs)
+    points = specificity_points(pd.concat([index_distances(similarity, layers, measures), stitched], ignore_index=True),
+                                scores)  # fmt: skip
     by_layer, stratified = specificity_tables(points, scores, level=level, n_permutations=n_permutations, seed=seed,
                                               layers=layers)  # fmt: skip
     sanity = read_table(sanity_specificity) if sanity_specificity else None
