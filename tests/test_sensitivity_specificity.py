@@ -170,11 +170,14 @@ def test_points_from_the_job_tables():
         {"model_a": "a", "layer_a": "l1", "model_b": "b", "layer_b": "l2", "method": "linear_cka", "value": 0.1},
         {"model_a": "a", "layer_a": "l1", "model_b": "a", "layer_b": "l1", "method": "linear_cka", "value": 1.0},
         {"model_a": "a", "layer_a": "l1", "model_b": "b", "layer_b": "l1", "method": "procrustes_distance", "value": 0.3},
+        {"model_a": "a", "layer_a": "l1", "model_b": "b", "layer_b": "l1", "method": "linear_regression", "value": 0.9},
+        {"model_a": "b", "layer_a": "l1", "model_b": "a", "layer_b": "l1", "method": "linear_regression", "value": 0.7},
     ])  # fmt: skip
-    idx = index_distances(sim, ["l1", "l2"])
+    idx = index_distances(sim, ["l1", "l2"])  # an asymmetric measure's two directions: one point, their mean
     assert idx.to_dict("records") == [
         {"model_a": "a", "model_b": "b", "layer": "l1", "method": "linear_cka", "distance": pytest.approx(0.2)},
-        {"model_a": "a", "model_b": "b", "layer": "l1", "method": "procrustes_distance", "distance": pytest.approx(0.3)}]
+        {"model_a": "a", "model_b": "b", "layer": "l1", "method": "procrustes_distance", "distance": pytest.approx(0.3)},
+        {"model_a": "a", "model_b": "b", "layer": "l1", "method": "linear_regression", "distance": pytest.approx(0.2)}]
     pairs = pd.DataFrame([
         {"model_a": "a", "model_b": "b", "layer": "l1", "rank": 8, "full_rank": 8, "method": "dm_accuracy", "distance": 0.2},
         {"model_a": "b", "model_b": "a", "layer": "l1", "rank": 8, "full_rank": 8, "method": "dm_accuracy", "distance": 0.4},

@@ -227,16 +227,29 @@ def network_scores(networks: pd.DataFrame) -> pd.DataFrame:
     return wide[list(GAPS.values())].rename(columns={v: k for k, v in GAPS.items()}).reset_index()
 
 
+def _one_point_per_pair(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of (model_a, model_b, layer, method, distance) with A -> B and B -> A merged into one
+    point per unordered pair (their mean): the functional gap is symmetric, and two directions of
+    one pair are not two independent points."""
+    if rows.empty:
+        return pd.DataFrame(columns=["model_a", "model_b", "layer", "method", "distance"])
+    r = rows.copy()
+    swap = r["model_a"] > r["model_b"]
+    r.loc[swap, ["model_a", "model_b"]] = r.loc[swap, ["model_b", "model_a"]].to_numpy()
+    return r.groupby(["model_a", "model_b", "layer", "method"], sort=False, as_index=False)["distance"].mean()
+
+
 def index_distances(similarity: pd.DataFrame, layers: Sequence[str], measures: Sequence[str] | None = None) -> pd.DataFrame:
     """The indices' distances between corresponding layers of different networks, from the
-    similarity pair tables (``COLUMNS["similarity"]``): columns model_a, model_b, layer, method, distance."""
+    similarity pair tables (``COLUMNS["similarity"]``): columns model_a, model_b, layer, method,
+    distance; an asymmetric measure's two directions (both in the pair table) are one point."""
     s = similarity[(similarity["model_a"] != similarity["model_b"]) & (similarity["layer_a"] == similarity["layer_b"])
                    & similarity["layer_a"].isin(list(layers))]  # fmt: skip
     if measures is not None:
         s = s[s["method"].isin(list(measures))]
     out = s[["model_a", "model_b", "layer_a", "method"]].rename(columns={"layer_a": "layer"}).copy()
     out["distance"] = [float(measure_distance(m, v)) for m, v in zip(s["method"], s["value"])]
-    return out.reset_index(drop=True)
+    return _one_point_per_pair(out).reset_index(drop=True)
 
 
 def stitch_distances(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -244,13 +257,8 @@ def stitch_distances(pairs: pd.DataFrame) -> pd.DataFrame:
     corresponding layers of different networks, one point per unordered pair: the mean of A -> B
     and B -> A where both ran (the functional gap is symmetric; two directions are not two points)."""
     s = pairs[(pairs["model_a"] != pairs["model_b"]) & (pairs["rank"] == pairs["full_rank"])
-              & pairs["method"].isin(STITCH_METHODS)].copy()  # fmt: skip
-    if s.empty:
-        return pd.DataFrame(columns=["model_a", "model_b", "layer", "method", "distance"])
-    lo = np.where(s["model_a"] <= s["model_b"], s["model_a"], s["model_b"])
-    hi = np.where(s["model_a"] <= s["model_b"], s["model_b"], s["model_a"])
-    s["model_a"], s["model_b"] = lo, hi
-    return s.groupby(["model_a", "model_b", "layer", "method"], sort=False, as_index=False)["distance"].mean()
+              & pairs["method"].isin(STITCH_METHODS)]  # fmt: skip
+    return _one_point_per_pair(s[["model_a", "model_b", "layer", "method", "distance"]])
 
 
 def specificity_points(distances: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
