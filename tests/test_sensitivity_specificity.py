@@ -4,6 +4,7 @@ from the job tables, and the key that sets how many networks the test compares."
 
 from __future__ import annotations
 
+import dataclasses
 from itertools import combinations
 from pathlib import Path
 
@@ -224,5 +225,7 @@ def test_the_specificity_seeds_key():
     assert len(specificity_dm_pairs(settings(pairs={"within": "none", "cross": "none"}))) == 10
     with pytest.raises(ConfigError, match="sensitivity.specificity_seeds"):
         settings(specificity_seeds=1)
+    external = dataclasses.replace(s, model=dataclasses.replace(s.model, factory="pkg.mod:net", checkpoints=("a.pt", "b.pt", "c.pt")))
+    assert external.model.external and specificity_seeds(external) == [0, 1, 2]  # cannot train more: the given ones
     paper = yaml.safe_load((REPO / "config" / "paper_cifar10.yaml").read_text())
     assert paper["sensitivity"]["specificity_seeds"] >= 10  # Ding et al. compare >= 10 seeds

@@ -628,11 +628,6 @@ def check_semantics(s: Settings) -> None:
     if s.sensitivity.enabled and s.sensitivity.pairs.cross != "none" and len(s.seeds) < 2:
         errors.append(f"  at sensitivity.pairs.cross: {s.sensitivity.pairs.cross!r} needs at least two seeds "
                       f"(seeds = {list(s.seeds)}); use 'none'")
-    n_spec = s.sensitivity.specificity_seeds
-    if s.sensitivity.enabled and s.model.external and n_spec is not None and n_spec > len(s.seeds):
-        errors.append(f"  at sensitivity.specificity_seeds: {n_spec} networks need {n_spec - len(s.seeds)} more than "
-                      f"the {len(s.seeds)} given (seeds), and networks from model.checkpoints cannot be trained; "
-                      f"use null or at most {len(s.seeds)}")
     if s.stitching.pairs.cross != "none" and len(s.seeds) < 2:
         errors.append(f"  at stitching.pairs.cross: {s.stitching.pairs.cross!r} needs at least two seeds "
                       f"(seeds = {list(s.seeds)}); use 'none'")

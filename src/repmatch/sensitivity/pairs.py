@@ -47,12 +47,16 @@ def specificity_seeds(settings: Settings) -> list[int]:
     integers after the largest: a rank correlation over the seed pairs of one layer needs enough
     pairs to be defined (5 seeds give 10 pairs), and these extra networks are cheap where the
     specificity test needs them (training, activations, similarity pairs) and enter no other stage.
+    Networks from ``model.checkpoints`` cannot be trained: then the given ones only (a layer with
+    too few pairs is reported NaN with its reason).
     """
     s = settings.sensitivity
     seeds = list(settings.seeds)
     if not s.enabled:
         return []
-    n_extra = 0 if s.specificity_seeds is None else max(s.specificity_seeds - len(seeds), 0)
+    if s.specificity_seeds is None or settings.model.external:  # networks from model.checkpoints cannot be trained
+        return seeds
+    n_extra = max(s.specificity_seeds - len(seeds), 0)
     return seeds + [max(seeds) + 1 + k for k in range(n_extra)]
 
 
