@@ -27,7 +27,14 @@ from repmatch.split_check import check_split_file  # noqa: E402
 from repmatch.similarity.pairs import similarity_pairs  # noqa: E402
 from repmatch.stitching.pairs import pair_kinds, stitching_layers, stitching_pairs  # noqa: E402
 from repmatch.subspace_match.pairs import subspace_pairs  # noqa: E402
-from repmatch.sensitivity.pairs import sensitivity_layers, sensitivity_models, sensitivity_pairs  # noqa: E402
+from repmatch.sensitivity.pairs import (  # noqa: E402
+    sensitivity_layers,
+    sensitivity_models,
+    sensitivity_pairs,
+    specificity_dm_pairs,
+    specificity_extra_models,
+    specificity_similarity_pairs,
+)
 from repmatch.backbone.external_import import check_against_split  # noqa: E402
 from repmatch.networks import check_factory_networks  # noqa: E402
 
@@ -46,6 +53,12 @@ STITCHING_PAIRS = stitching_pairs(MODELS, SETTINGS.stitching.pairs)
 SUBSPACE_PAIRS = subspace_pairs(NETWORKS, SETTINGS.subspace_match.within_network)
 SENSITIVITY_MODELS = sensitivity_models(MODELS, SETTINGS.sensitivity)
 SENSITIVITY_PAIRS = sensitivity_pairs(MODELS, SETTINGS.sensitivity)
+# Networks trained only for the specificity test (sensitivity.specificity_seeds), and the similarity
+# pair jobs whose corresponding-layer rows are the indices' cross-seed distances of that test.
+SPECIFICITY_EXTRA = specificity_extra_models(SETTINGS)
+SPECIFICITY_SIMILARITY_PAIRS = specificity_similarity_pairs(SETTINGS)
+# DM-only, full-rank-only sensitivity pair jobs for the pairs of specificity networks no pair job covers.
+SPECIFICITY_DM_PAIRS = specificity_dm_pairs(SETTINGS)
 # Their sample ids against the probe sets, before any job (names the folder and the first missing id).
 EXTERNAL_NETWORKS = check_against_split(
     SETTINGS, paths.split(), ["similarity"] + ["subspace_match"] * bool(SUBSPACE_PAIRS)
@@ -117,6 +130,9 @@ def benchmark_files(wildcards):
     jobs += [("similarity", p) for p in SIMILARITY_PAIRS] + [("stitching", p) for p in STITCHING_PAIRS]
     jobs += [("subspace", p) for p in SUBSPACE_PAIRS]
     jobs += [("sensitivity", m) for m in SENSITIVITY_MODELS] + [("sensitivity", p) for p in SENSITIVITY_PAIRS]
+    jobs += [("train", m) for m in SPECIFICITY_EXTRA] + [("activations", m) for m in SPECIFICITY_EXTRA]
+    jobs += [("sensitivity", m) for m in SPECIFICITY_EXTRA] + [("sensitivity", p) for p in SPECIFICITY_DM_PAIRS]
+    jobs += [("similarity", p) for p in SPECIFICITY_SIMILARITY_PAIRS if p not in SIMILARITY_PAIRS]
     return {f"{stage}/{name}": paths.benchmark(stage, name) for stage, name in jobs}
 
 
@@ -150,6 +166,7 @@ def final_outputs():
     if SENSITIVITY_MODELS:
         out += [paths.sensitivity_pair_table(p) for p in SENSITIVITY_PAIRS]
         out += [paths.sensitivity_units(), paths.sensitivity_specificity_points(), paths.sensitivity_overview()]
+        out += [paths.sensitivity_specificity_by_layer(), paths.sensitivity_specificity_stratified()]
         out += paths.figures("sensitivity", paths.SENSITIVITY_FIGURE_NAMES).values()
     out += [paths.benchmark_summary()]
     return out

@@ -4,7 +4,11 @@
 # fitted on the training split) -> probe and network accuracy, every index rank-r vs full.
 # sensitivity_pair: per ordered network pair (A = B included), DM and TLM from A's rank-r layer into
 # B's layer, and every index A rank-r vs B full. sensitivity_aggregate: sensitivity over seeds with
-# t intervals, the specificity test, one summary table and the sensitivity-vs-specificity figure.
+# t intervals, the specificity test per layer (indices from the similarity pair jobs of every pair of
+# sensitivity.specificity_seeds networks, DM/TLM from the pair jobs), one summary table and the figure.
+# Networks trained only for the specificity test get a full-rank-only network job (their probe and
+# network accuracy at each layer; scripts/sensitivity_network.py), and the pairs of specificity
+# networks that no pair job covers a DM-only, full-rank-only pair job (scripts/sensitivity_pair.py).
 
 
 rule sensitivity_network:
@@ -27,7 +31,14 @@ rule sensitivity_network:
         data=SETTINGS.data.result_params(),
         layers=sensitivity_layers(SETTINGS),
         sensitivity=result_params(
-            SETTINGS.sensitivity, "enabled", "pairs", "layers", "stitch_methods", "tlm_epochs", "tlm_n_train"
+            SETTINGS.sensitivity,
+            "enabled",
+            "pairs",
+            "layers",
+            "stitch_methods",
+            "tlm_epochs",
+            "tlm_n_train",
+            "specificity_seeds",
         ),
         similarity=result_params(SETTINGS.similarity),
         dm_ridge=SETTINGS.stitching.dm.ridge,
@@ -61,6 +72,7 @@ rule sensitivity_pair:
             "probe_lr",
             "probe_batch_size",
             "probe_weight_decay",
+            "specificity_seeds",
         ),
         similarity=result_params(SETTINGS.similarity),
         stitching=result_params(SETTINGS.stitching, "pairs", "layers", "methods", "detector"),
@@ -71,7 +83,9 @@ rule sensitivity_pair:
 rule sensitivity_aggregate:
     input:
         pairs=[paths.sensitivity_pair_table(p) for p in SENSITIVITY_PAIRS],
-        networks=[paths.sensitivity_table(m) for m in SENSITIVITY_MODELS],
+        networks=[paths.sensitivity_table(m) for m in SENSITIVITY_MODELS + SPECIFICITY_EXTRA],
+        similarity=[paths.pair_table("similarity", p) for p in SPECIFICITY_SIMILARITY_PAIRS],
+        dm_pairs=[paths.sensitivity_pair_table(p) for p in SPECIFICITY_DM_PAIRS],
         sanity=paths.sanity("specificity"),
     output:
         **figure_outputs(
@@ -82,6 +96,8 @@ rule sensitivity_aggregate:
         ),
         units=paths.sensitivity_units(),
         points=paths.sensitivity_specificity_points(),
+        by_layer=paths.sensitivity_specificity_by_layer(),
+        specificity=paths.sensitivity_specificity_stratified(),
         summary=paths.sensitivity_overview(),
     log:
         paths.log("sensitivity", "aggregate"),
@@ -89,5 +105,8 @@ rule sensitivity_aggregate:
         "../envs/tables.yaml"
     params:
         level=SETTINGS.uncertainty.level,
+        layers=sensitivity_layers(SETTINGS),
+        n_permutations=SETTINGS.uncertainty.n_permutations,
+        seed=SETTINGS.uncertainty.seed,
     script:
         "../scripts/sensitivity_aggregate.py"

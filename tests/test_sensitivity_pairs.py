@@ -231,45 +231,57 @@ def test_unit_correlations_and_sensitivity_over_seeds_with_t_interval():
     assert np.isnan(flat.spearman) and flat.n_units == 0 and flat.n_undefined == 3
 
 
-def test_specificity_tracks_the_probe_gap_and_constant_is_nan():
-    from repmatch.sensitivity.aggregate import fisher_interval, specificity_correlations, specificity_points
+def _spec_points(pairs, networks):
+    """The synthetic pairs' full-rank rows of different networks as specificity points (one per unordered pair)."""
+    from repmatch.sensitivity.specificity import network_scores, specificity_points
 
-    pairs, networks = _synthetic()
-    points = specificity_points(pairs, networks)
-    assert set(zip(points.model_a, points.model_b)) == {(a, b) for a in ("m0", "m1", "m2") for b in ("m0", "m1", "m2") if a != b}
-    assert (points.groupby("method").size() == 6 * 3).all()
+    full = pairs[(pairs.model_a < pairs.model_b) & (pairs["rank"] == pairs.full_rank)]
+    scores = network_scores(networks)
+    return specificity_points(full[["model_a", "model_b", "layer", "method", "distance"]], scores), scores
+
+
+def test_specificity_per_layer_tracks_the_probe_gap_and_constant_is_nan():
+    from repmatch.sensitivity.specificity import specificity_tables
+
+    models = [f"m{k}" for k in range(6)]
+    pairs, networks = _synthetic(models)
+    points, scores = _spec_points(pairs, networks)
+    assert (points.groupby(["method", "layer"]).size() == 15).all()
     # naive probe gap for one point
     p = networks[(networks.method == "probe_accuracy") & (networks["rank"] == 8)].set_index(["model", "layer"])["value"]
-    row = points[(points.model_a == "m2") & (points.model_b == "m0") & (points.layer == "l2")].iloc[0]
-    assert row.probe_gap == pytest.approx(abs(p["m2", "l2"] - p["m0", "l2"]))
-    with pytest.warns(ConstantInputWarning, match="flat specificity"):
-        spec = specificity_correlations(points, level=0.95).set_index("method")
-    assert spec.loc["tracks", "spearman"] == pytest.approx(1.0) and spec.loc["anti", "spearman"] == pytest.approx(-1.0)
-    assert np.isnan(spec.loc["flat", "spearman"]) and np.isnan(spec.loc["flat", "spearman_low"])
-    lo, hi = fisher_interval(0.5, 19, 0.95)
-    half = 1.959963984540054 * np.sqrt(1.06 / 16)
-    assert (lo, hi) == pytest.approx((np.tanh(np.arctanh(0.5) - half), np.tanh(np.arctanh(0.5) + half)))
-    assert lo < 0.5 < hi and np.isnan(fisher_interval(0.5, 3, 0.95)[0])
+    row = points[(points.model_a == "m0") & (points.model_b == "m2") & (points.layer == "l2") & (points.method == "tracks")]
+    assert row.probe_gap.iloc[0] == pytest.approx(abs(p["m2", "l2"] - p["m0", "l2"]))
+    by_layer, strat = specificity_tables(points, scores, level=0.95, n_permutations=500, seed=0)
+    probe = by_layer[by_layer.gap == "probe"].set_index(["method", "layer"])
+    assert np.allclose(probe.loc["tracks"].spearman, 1.0) and np.allclose(probe.loc["anti"].spearman, -1.0)
+    assert probe.loc["flat"].spearman.isna().all() and probe.loc["flat"].reason.str.contains("distance is the same").all()
+    st = strat[strat.gap == "probe"].set_index("method")
+    assert st.loc["tracks", "spearman"] == pytest.approx(1.0) and st.loc["tracks", "p_value"] < 0.01
+    assert np.isnan(st.loc["flat", "spearman"]) and "no layer" in st.loc["flat", "reason"]
 
 
 def test_summary_table_one_row_per_method_beside_the_counterpart_test(tmp_path):
-    from repmatch.sensitivity.aggregate import specificity_points, summary_table, unit_correlations
+    from repmatch.sensitivity.aggregate import summary_table, unit_correlations
     from repmatch.sensitivity.plots import plot_sensitivity_specificity
+    from repmatch.sensitivity.specificity import specificity_tables
 
-    pairs, networks = _synthetic()
+    pairs, networks = _synthetic([f"m{k}" for k in range(6)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstantInputWarning)
         units = unit_correlations(pairs, networks)
+    points, scores = _spec_points(pairs, networks)
+    by_layer, strat = specificity_tables(points, scores, level=0.95, n_permutations=200, seed=0)
     sanity = pd.DataFrame([{"family": "similarity", "method": "tracks", "metric": "value", "accuracy": 0.8, "ci_low": 0.5,
                             "ci_high": 0.95, "chance": 0.33}])
-    summ = summary_table(units, specificity_points(pairs, networks), level=0.95, sanity_specificity=sanity).set_index("method")
+    summ = summary_table(units, strat, level=0.95, sanity_specificity=sanity).set_index("method")
     assert list(summ.index) == ["tracks", "flat", "anti"]
-    assert summ.loc["tracks", "sens_within_probe"] == pytest.approx(1.0) and summ.loc["tracks", "sens_within_probe_n"] == 3
-    assert summ.loc["tracks", "spec"] == pytest.approx(1.0) and summ.loc["anti", "spec"] == pytest.approx(-1.0)
-    assert np.isnan(summ.loc["flat", "sens_cross_probe"]) and np.isnan(summ.loc["flat", "spec"])
+    assert summ.loc["tracks", "sens_within_probe"] == pytest.approx(1.0) and summ.loc["tracks", "sens_within_probe_n"] == 6
+    assert summ.loc["tracks", "spec_probe"] == pytest.approx(1.0) and summ.loc["anti", "spec_probe"] == pytest.approx(-1.0)
+    assert summ.loc["tracks", "spec_probe_layers"] == 3 and "spec" not in summ.columns  # no pooled column left
+    assert np.isnan(summ.loc["flat", "sens_cross_probe"]) and np.isnan(summ.loc["flat", "spec_probe"])
     assert summ.loc["tracks", "counterpart"] == 0.8 and np.isnan(summ.loc["anti", "counterpart"])
     assert summ.loc["tracks", "family"] == "index"
-    out = plot_sensitivity_specificity(summ.reset_index(), tmp_path / "fig", formats=("png",))
+    out = plot_sensitivity_specificity(summ.reset_index(), tmp_path / "fig", by_layer=by_layer, points=points, formats=("png",))
     assert [p.name for p in out] == ["fig.png"] and out[0].stat().st_size > 10_000
 
 

@@ -186,7 +186,9 @@ def test_readme_config_overrides_work_on_the_command_line(tmp_path):
     """README: `--config seeds=[0,1]` and a nested number (the TLM epochs) plan the right jobs."""
     proc = _dry_run(tmp_path, "--config", "seeds=[0,1]", "stitching={tlm: {epochs: 5}}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"^train\s+2\s*$", proc.stdout, re.M), proc.stdout[-2000:]
+    # 2 networks of the experiment + 3 trained only for the specificity test (sensitivity.specificity_seeds: 5)
+    assert re.search(r"^train\s+5\s*$", proc.stdout, re.M), proc.stdout[-2000:]
+    assert re.search(r"^stitching_pair\s+2\s*$", proc.stdout, re.M), proc.stdout[-2000:]  # first within + first cross
 
 
 def test_shipped_configs_load(repo_root):

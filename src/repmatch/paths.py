@@ -107,8 +107,18 @@ def sensitivity_units() -> str:
 
 
 def sensitivity_specificity_points() -> str:
-    """The specificity test's points: per cross pair, layer and method, distance vs probe-accuracy gap (CSV)."""
+    """The specificity test's points: per seed pair, layer and method, the distance and both functional gaps (CSV)."""
     return _r("sensitivity", "specificity_points.csv")
+
+
+def sensitivity_specificity_by_layer() -> str:
+    """The specificity test per (method, functional gap, layer): Spearman over that layer's seed pairs (CSV)."""
+    return _r("sensitivity", "specificity_by_layer.csv")
+
+
+def sensitivity_specificity_stratified() -> str:
+    """The specificity test per (method, functional gap): mean of the per-layer correlations (CSV)."""
+    return _r("sensitivity", "specificity.csv")
 
 
 def sensitivity_overview() -> str:

@@ -293,6 +293,7 @@ class SensitivitySettings:
     layers: str | tuple[str, ...] | None
     n_layers: int | None
     pairs: SensitivityPairSettings
+    specificity_seeds: int | None
     stitch_methods: tuple[str, ...]
     tlm_epochs: int | None
     tlm_n_train: int | None

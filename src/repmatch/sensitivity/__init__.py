@@ -12,7 +12,9 @@ Modules (pure maths: tensors / arrays in, arrays / small dataclasses out):
   :mod:`.plots` (torch-free) — per-layer curves (accuracies and index dissimilarity vs rank).
 * :mod:`.cross_network` — the cross-network test: DM and TLM from A's rank-r layer into B's layer
   (:class:`LowRankFront`, the one-pass moments, :func:`pair_sensitivity`); :mod:`.aggregate`
-  (torch-free) — sensitivity over seeds with t intervals, the specificity test, the one summary table.
+  (torch-free) — sensitivity over seeds with t intervals, the one summary table; :mod:`.specificity`
+  (torch-free) — Ding et al.'s specificity per layer over seed pairs, combined by the mean of
+  per-layer correlations.
 * what both tests share: :mod:`.batches` (a split streamed onto the device), :mod:`.lowrank_dm`
   (the basis and every rank's DM map from one pass of moments), :mod:`.dissimilarity`
   (torch-free; every table value as a dissimilarity, one sign convention).
@@ -32,9 +34,12 @@ __getattr__, __all__ = lazy(__name__, {
     "batches": ["device_batches", "input_batches"],
     "lowrank_dm": ["basis_from_equations", "dm_from_equations"],
     "dissimilarity": ["index_dissimilarity", "pair_distance", "rank_dissimilarity"],
-    "aggregate": ["sensitivity_over_units", "specificity_correlations", "specificity_points",
-                  "unit_correlations", "within_from_networks"],
-    "pairs": ["sensitivity_layers", "sensitivity_models", "sensitivity_pairs"],
+    "aggregate": ["sensitivity_over_units", "unit_correlations", "within_from_networks"],
+    "specificity": ["GAPS", "MIN_PAIRS", "LayerPoints", "index_distances", "layer_specificity", "network_scores",
+                    "specificity_points", "specificity_tables", "stitch_distances", "stratified_specificity",
+                    "within_layer_permutation_p"],
+    "pairs": ["sensitivity_layers", "sensitivity_models", "sensitivity_pairs", "specificity_extra_models",
+              "specificity_models", "specificity_similarity_pairs", "specificity_dm_pairs", "specificity_seeds"],
     "plots": ["plot_rank_curves", "plot_sensitivity_specificity"],
     "stages": ["aggregate_stage", "pair_stage", "sensitivity_stage"],
 })  # fmt: skip

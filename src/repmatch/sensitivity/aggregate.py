@@ -11,11 +11,9 @@
 * **Sensitivity over seeds** (:func:`sensitivity_over_units`): per (kind, functional, method)
   the mean of the units' pooled Spearman (and Kendall) with a Student-t interval over units
   (:func:`repmatch.uncertainty.intervals.t_interval`; one unit: no interval).
-* **Specificity** (Ding et al.; :func:`specificity_points`, :func:`specificity_correlations`):
-  over the cross pairs of different seeds and every tested layer l, does the method's distance
-  between A_l and B_l (full rank) track |probe accuracy(A_l) - probe accuracy(B_l)|? Spearman
-  and Kendall over all (pair, layer) points; the Spearman interval is Fisher's z with
-  Fieller's variance 1.06 / (n - 3) (points share networks, so it is optimistic).
+* **Specificity** (Ding et al.): :mod:`.specificity` — per layer over the seed pairs of that
+  layer, combined only by the mean of the per-layer correlations (never over points of
+  different layers); its stratified rows enter the summary here.
 * **Summary** (:func:`summary_table`): one row per method with both, beside Kornblith's
   "does layer i match its counterpart best" accuracy from ``results/sanity/specificity.csv``.
 """
@@ -27,14 +25,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .correlation import FUNCTIONAL, ConstantInputWarning, rank_correlations, sensitivity_correlations
+from .correlation import FUNCTIONAL, ConstantInputWarning, sensitivity_correlations
+from .specificity import summary_columns
 
 STITCH_SCORES = ("dm_accuracy", "dm_repr_diff", "tlm_accuracy", "tlm_repr_diff")
 UNIT_COLUMNS = ["model_a", "model_b", "kind", "functional", "method", "scope", "layer", "n_points", "spearman", "spearman_p",
                 "kendall", "kendall_p"]  # fmt: skip
-POINT_COLUMNS = ["model_a", "model_b", "layer", "method", "distance", "probe_gap"]
 #: the sanity table's (family, method, metric) of each score, for the counterpart-best columns
 SANITY_KEYS = {"dm_accuracy": ("stitching", "dm", "accuracy"), "dm_repr_diff": ("stitching", "dm", "repr_diff"),
                "tlm_accuracy": ("stitching", "tlm", "accuracy"), "tlm_repr_diff": ("stitching", "tlm", "repr_diff")}
@@ -107,63 +104,24 @@ def sensitivity_over_units(units: pd.DataFrame, *, level: float) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def specificity_points(pairs: pd.DataFrame, networks: pd.DataFrame) -> pd.DataFrame:
-    """Full-rank rows of the cross pairs: each method's distance between A_l and B_l and the probe gap.
-
-    ``probe_gap`` = |probe accuracy of A's layer l - that of B's layer l| (full rank, from the
-    network tables).
-    """
-    cross = pairs[(pairs["model_a"] != pairs["model_b"]) & (pairs["rank"] == pairs["full_rank"])]
-    probe = networks[(networks["method"] == "probe_accuracy") & (networks["rank"] == networks["full_rank"])]
-    acc = probe.set_index(["model", "layer"])["value"]
-    out = cross[["model_a", "model_b", "layer", "method", "distance"]].copy()
-    try:
-        pa = acc.loc[list(zip(out["model_a"], out["layer"]))].to_numpy()
-        pb = acc.loc[list(zip(out["model_b"], out["layer"]))].to_numpy()
-    except KeyError as err:
-        raise ValueError(f"the specificity test needs the full-rank probe accuracy of every network's layer: {err}") from None
-    out["probe_gap"] = np.abs(pa - pb)
-    return out[POINT_COLUMNS].reset_index(drop=True)
-
-
-def fisher_interval(rho: float, n: int, level: float) -> tuple[float, float]:
-    """Interval of a Spearman correlation by Fisher's z with Fieller et al.'s variance 1.06 / (n - 3)."""
-    if not np.isfinite(rho) or n < 4:
-        return float("nan"), float("nan")
-    z = np.arctanh(np.clip(rho, -1 + 1e-12, 1 - 1e-12))
-    half = stats.norm.ppf(0.5 + level / 2) * np.sqrt(1.06 / (n - 3))
-    return float(np.tanh(z - half)), float(np.tanh(z + half))
-
-
-def specificity_correlations(points: pd.DataFrame, *, level: float) -> pd.DataFrame:
-    """Per method: Spearman / Kendall of distance with probe gap over all (cross pair, layer) points."""
-    rows = []
-    for method, g in points.groupby("method", sort=False):
-        r = rank_correlations(g["distance"], g["probe_gap"], what=f"{method} specificity")
-        lo, hi = fisher_interval(r["spearman"], r["n_points"], level)
-        rows.append({"method": method, "n_points": r["n_points"], "n_pairs": int(g[["model_a", "model_b"]].drop_duplicates().shape[0]),
-                     "spearman": r["spearman"], "spearman_low": lo, "spearman_high": hi, "spearman_p": r["spearman_p"],
-                     "kendall": r["kendall"], "kendall_p": r["kendall_p"]})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 SUMMARY_PREFIXES = ("sens", "spec", "counterpart")
 
 
-def summary_table(units: pd.DataFrame, points: pd.DataFrame, *, level: float,
+def summary_table(units: pd.DataFrame, stratified: pd.DataFrame, *, level: float,
                   sanity_specificity: pd.DataFrame | None = None, order: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per method: sensitivity (per kind and functional score, mean over units with a t
-    interval), specificity (Spearman over cross pairs with a Fisher interval) and, when the
-    sanity table is given, the counterpart-best accuracy (Kornblith) with its Wilson interval.
+    interval), specificity (:mod:`.specificity`'s stratified rows: the mean of per-layer Spearman
+    correlations with a jackknife interval and a within-layer permutation p, per functional gap)
+    and, when the sanity table is given, the counterpart-best accuracy (Kornblith) with its Wilson interval.
 
     Sensitivity columns are ``sens_<kind>_<probe|network>`` (+ ``_low``, ``_high``, ``_n``,
-    ``_kendall``); specificity ``spec`` (+ ``_low``, ``_high``, ``_n``, ``_kendall``, ``_p``).
+    ``_kendall``); specificity ``spec_<probe|network>`` (+ ``_low``, ``_high``, ``_p``,
+    ``_layers``, ``_reason``); the per-layer values are in ``specificity_by_layer.csv``.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstantInputWarning)  # NaN rows say it; the stage logs it once
         sens = sensitivity_over_units(units, level=level) if not units.empty else pd.DataFrame()
-        spec = specificity_correlations(points, level=level) if not points.empty else pd.DataFrame()
-    methods = list(order) if order is not None else list(dict.fromkeys([*units.get("method", []), *points.get("method", [])]))
+    methods = list(order) if order is not None else list(dict.fromkeys([*units.get("method", []), *stratified.get("method", [])]))
     rows = []
     for method in methods:
         row: dict[str, object] = {"method": method, "family": method_family(method)}
@@ -177,14 +135,7 @@ def summary_table(units: pd.DataFrame, points: pd.DataFrame, *, level: float,
                                 f"{col}_n": h["n_units"], f"{col}_kendall": h["kendall"]})
                 else:
                     row.update({col: np.nan, f"{col}_low": np.nan, f"{col}_high": np.nan, f"{col}_n": 0, f"{col}_kendall": np.nan})
-        hit = spec[spec["method"] == method] if not spec.empty else spec
-        if len(hit):
-            h = hit.iloc[0]
-            row.update({"spec": h["spearman"], "spec_low": h["spearman_low"], "spec_high": h["spearman_high"],
-                        "spec_n": h["n_points"], "spec_kendall": h["kendall"], "spec_p": h["spearman_p"]})
-        else:
-            row.update({"spec": np.nan, "spec_low": np.nan, "spec_high": np.nan, "spec_n": 0, "spec_kendall": np.nan,
-                        "spec_p": np.nan})
+        row.update(summary_columns(stratified, method))
         row.update(_counterpart(method, sanity_specificity))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..naming import pair_id
+from ..naming import model_id, pair_id, unordered_pairs
 from ..settings import SensitivitySettings, Settings
 
 
@@ -38,6 +38,55 @@ def sensitivity_pairs(models: Sequence[str], sensitivity: SensitivitySettings) -
     elif cross == "first" and len(models) > 1:
         out.append(pair_id(models[0], models[1]))
     return out
+
+
+def specificity_seeds(settings: Settings) -> list[int]:
+    """The seeds whose networks the specificity test compares (none when the test is disabled).
+
+    The experiment's seeds, then, while fewer than ``sensitivity.specificity_seeds``, the next
+    integers after the largest: a rank correlation over the seed pairs of one layer needs enough
+    pairs to be defined (5 seeds give 10 pairs), and these extra networks are cheap where the
+    specificity test needs them (training, activations, similarity pairs) and enter no other stage.
+    Networks from ``model.checkpoints`` cannot be trained: then the given ones only (a layer with
+    too few pairs is reported NaN with its reason).
+    """
+    s = settings.sensitivity
+    seeds = list(settings.seeds)
+    if not s.enabled:
+        return []
+    if s.specificity_seeds is None or settings.model.external:  # networks from model.checkpoints cannot be trained
+        return seeds
+    n_extra = max(s.specificity_seeds - len(seeds), 0)
+    return seeds + [max(seeds) + 1 + k for k in range(n_extra)]
+
+
+def specificity_models(settings: Settings) -> list[str]:
+    """The networks of the specificity test (the experiment's first, then the extra ones)."""
+    return [model_id(settings.model.prefix, seed) for seed in specificity_seeds(settings)]
+
+
+def specificity_extra_models(settings: Settings) -> list[str]:
+    """The networks trained for the specificity test only (no stitching, subspace or sanity jobs)."""
+    experiment = {model_id(settings.model.prefix, seed) for seed in settings.seeds}
+    return [m for m in specificity_models(settings) if m not in experiment]
+
+
+def specificity_similarity_pairs(settings: Settings) -> list[str]:
+    """The similarity pair jobs whose corresponding-layer rows give the indices' cross-seed
+    dissimilarities: every pair of different specificity networks (some are experiment pairs too)."""
+    return [pair_id(a, b) for a, b in unordered_pairs(specificity_models(settings)) if a != b]
+
+
+def specificity_dm_pairs(settings: Settings) -> list[str]:
+    """DM-only, full-rank-only pair jobs for the specificity test: every unordered pair of
+    specificity networks that no sensitivity pair job covers (in either direction), when DM is a
+    stitch method. DM's cross-seed distance then has as many pairs per layer as the indices'; TLM
+    (trained, ~60 s per pair) stays on the experiment's pairs."""
+    if not settings.sensitivity.enabled or "dm" not in settings.sensitivity.stitch_methods:
+        return []
+    experiment = [model_id(settings.model.prefix, seed) for seed in settings.seeds]
+    covered = {frozenset(p.split("__")) for p in sensitivity_pairs(experiment, settings.sensitivity)}
+    return [pair_id(a, b) for a, b in unordered_pairs(specificity_models(settings)) if a != b and frozenset((a, b)) not in covered]
 
 
 def sensitivity_layers(settings: Settings) -> list[str]:

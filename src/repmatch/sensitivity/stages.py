@@ -4,7 +4,7 @@
   layer; the tidy table (``COLUMNS["sensitivity"]``), the per-index correlations and the curves.
 * :func:`pair_stage` (one ordered network pair): :func:`.cross_network.pair_sensitivity`, the rank-r front
   of A into B; the tidy table ``COLUMNS["sensitivity_pair"]``.
-* :func:`aggregate_stage` (CPU): units, specificity points, the summary table and its figure.
+* :func:`aggregate_stage` (CPU): units, the per-layer specificity test, the summary table and its figure.
 
 Every output is written atomically. Every parameter is keyword-only: the scripts name each
 setting section and path, so no call can swap two of the same type.
@@ -150,13 +150,20 @@ def pair_stage(
 def aggregate_stage(
     *, pair_tables: Sequence[PathLike], network_tables: Sequence[PathLike], sanity_specificity: PathLike | None, level: float,
     units_csv: PathLike, points_csv: PathLike, summary_csv: PathLike, figure_png: PathLike, log: logging.Logger,
+    similarity_tables: Sequence[PathLike] = (), layers: Sequence[str] = (), n_permutations: int = 10000, seed: int = 0,
+    by_layer_csv: PathLike | None = None, specificity_csv: PathLike | None = None, dm_pair_tables: Sequence[PathLike] = (),
 ) -> pd.DataFrame:  # fmt: skip
-    """Units, specificity points and the one summary table (CSV), and the sensitivity-specificity figure."""
+    """Units, the specificity test (per layer, and the stratified mean) and the one summary table
+    (CSV), and the sensitivity-specificity figure. The indices' cross-seed distances come from the
+    similarity pair tables of every pair of specificity networks, DM's and TLM's from the pair
+    jobs' full-rank rows and DM's also from ``dm_pair_tables`` (DM-only, full-rank-only pair jobs of
+    the pairs no pair job covers; they enter no sensitivity unit); ``layers`` are the tested layers (every one gets a row, NaN when undefined)."""
     from ..io import read_table
     from ..plotting import stem
-    from .aggregate import specificity_points, summary_table, unit_correlations, within_from_networks
-    from .correlation import ConstantInputWarning
+    from .aggregate import summary_table, unit_correlations, within_from_networks
+    from .correlation import FUNCTIONAL, ConstantInputWarning
     from .plots import plot_sensitivity_specificity
+    from .specificity import STITCH_METHODS, index_distances, network_scores, specificity_points, specificity_tables, stitch_distances
 
     pairs = (pd.concat([read_table(p) for p in pair_tables], ignore_index=True) if pair_tables
              else pd.DataFrame(columns=COLUMNS["sensitivity_pair"]))  # no pair jobs: within rows from the network tables
@@ -167,17 +174,31 @@ def aggregate_stage(
     if caught:
         nan = sorted(set(units.loc[units["spearman"].isna(), "method"]))
         log.warning("%d sensitivity correlations are NaN (constant index or score; %s)", len(caught), ", ".join(nan))
-    points = specificity_points(pairs, networks)
+    layers = list(layers) or list(dict.fromkeys(networks.sort_values("index")["layer"]))
+    measures = [m for m in dict.fromkeys(networks["method"]) if m not in (*FUNCTIONAL, *STITCH_METHODS)]  # the network jobs'
+    similarity = (pd.concat([read_table(p) for p in similarity_tables], ignore_index=True) if similarity_tables
+                  else pd.DataFrame(columns=COLUMNS["similarity"]))  # fmt: skip
+    scores = network_scores(networks)
+    dm_pairs = [read_table(p) for p in dm_pair_tables]
+    stitched = stitch_distances(pd.concat([pairs, *dm_pairs], ignore_index=True) if dm_pairs else pairs)
+    points = specificity_points(pd.concat([index_distances(similarity, layers, measures), stitched], ignore_index=True),
+                                scores)  # fmt: skip
+    by_layer, stratified = specificity_tables(points, scores, level=level, n_permutations=n_permutations, seed=seed,
+                                              layers=layers)  # fmt: skip
     sanity = read_table(sanity_specificity) if sanity_specificity else None
-    order = list(dict.fromkeys([*pairs["method"], *units["method"]]))
-    summary = summary_table(units, points, level=level, sanity_specificity=sanity, order=order)
+    order = list(dict.fromkeys([*pairs["method"], *units["method"], *points["method"]]))
+    summary = summary_table(units, stratified, level=level, sanity_specificity=sanity, order=order)
     write_table(units, units_csv)
     write_table(points, points_csv)
+    if by_layer_csv is not None:
+        write_table(by_layer, by_layer_csv)
+    if specificity_csv is not None:
+        write_table(stratified, specificity_csv)
     write_table(summary, summary_csv)
     for row in summary.itertuples(index=False):
-        log.info("%-20s sensitivity within %.3f [%.3f, %.3f]  cross %.3f [%.3f, %.3f]  specificity %.3f [%.3f, %.3f]",
-                 row.method, row.sens_within_probe, row.sens_within_probe_low, row.sens_within_probe_high,
-                 row.sens_cross_probe, row.sens_cross_probe_low, row.sens_cross_probe_high, row.spec, row.spec_low,
-                 row.spec_high)
-    plot_sensitivity_specificity(summary, stem(figure_png))
+        log.info("%-20s sensitivity within %.3f [%.3f, %.3f]  cross %.3f [%.3f, %.3f]  specificity (mean over layers, "
+                 "probe gap) %.3f [%.3f, %.3f] p = %.3g", row.method, row.sens_within_probe, row.sens_within_probe_low,
+                 row.sens_within_probe_high, row.sens_cross_probe, row.sens_cross_probe_low, row.sens_cross_probe_high,
+                 row.spec_probe, row.spec_probe_low, row.spec_probe_high, row.spec_probe_p)  # fmt: skip
+    plot_sensitivity_specificity(summary, stem(figure_png), by_layer=by_layer, points=points)
     return summary
