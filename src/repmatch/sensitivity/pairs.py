@@ -7,10 +7,11 @@ none unless ``sensitivity.enabled``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from ..naming import model_id, pair_id, unordered_pairs
-from ..settings import SensitivitySettings, Settings
+from ..settings import SensitivitySettings, Settings, UncertaintySettings
 
 
 def sensitivity_models(models: Sequence[str], sensitivity: SensitivitySettings) -> list[str]:
@@ -87,6 +88,30 @@ def specificity_dm_pairs(settings: Settings) -> list[str]:
     experiment = [model_id(settings.model.prefix, seed) for seed in settings.seeds]
     covered = {frozenset(p.split("__")) for p in sensitivity_pairs(experiment, settings.sensitivity)}
     return [pair_id(a, b) for a, b in unordered_pairs(specificity_models(settings)) if a != b and frozenset((a, b)) not in covered]
+
+
+def network_job_settings(settings: Settings, model: str) -> SensitivitySettings:
+    """The sensitivity settings of one network job: a network trained for the specificity test only
+    needs its full-rank scores (probe and network accuracy), so its job computes no rank."""
+    if model in specificity_extra_models(settings):
+        return dataclasses.replace(settings.sensitivity, ranks=())
+    return settings.sensitivity
+
+
+def pair_job_settings(settings: Settings, pair: str) -> SensitivitySettings:
+    """The sensitivity settings of one pair job: a pair planned for the specificity test only
+    (:func:`specificity_dm_pairs`) runs DM at full rank and nothing else."""
+    if pair in specificity_dm_pairs(settings):
+        return dataclasses.replace(settings.sensitivity, ranks=(), stitch_methods=("dm",), measures=())
+    return settings.sensitivity
+
+
+def similarity_job_uncertainty(settings: Settings, model_a: str, model_b: str) -> UncertaintySettings:
+    """The uncertainty settings of one similarity pair job: a pair with a network trained for the
+    specificity test only needs the point values (its corresponding-layer rows), not intervals."""
+    if {model_a, model_b} & set(specificity_extra_models(settings)):
+        return dataclasses.replace(settings.uncertainty, bootstrap=0)
+    return settings.uncertainty
 
 
 def sensitivity_layers(settings: Settings) -> list[str]:
