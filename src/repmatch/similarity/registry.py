@@ -170,19 +170,23 @@ _KNN_PARAMS = ("knn_k", "knn_distance")
 register(Measure(
     "mutual_knn", "neighbourhood:mutual_knn_grid", "mutual k-NN alignment: mean share of common k nearest neighbours (Huh et al. 2024)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE, params=_KNN_PARAMS,
+    resampled_ref="neighbourhood:mutual_knn_resampled",
 ))
 register(Measure(
     "jaccard_knn", "neighbourhood:jaccard_knn_grid", "mean Jaccard similarity of the k-NN sets (ReSi)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE, params=_KNN_PARAMS,
+    resampled_ref="neighbourhood:jaccard_knn_resampled",
 ))
 register(Measure(
     "rank_similarity", "neighbourhood:rank_similarity_grid", "rank-weighted agreement of the common k nearest neighbours (ReSi; Wang et al. 2020)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE, params=_KNN_PARAMS,
+    resampled_ref="neighbourhood:rank_similarity_resampled",
 ))
 register(Measure(
     "second_order_cosine", "neighbourhood:second_order_cosine_grid",
     "cosine of each sample's distances to the union of its k-NN in both layers (ReSi; Hamilton et al. 2016)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE, params=_KNN_PARAMS,
+    resampled_ref="neighbourhood:second_order_cosine_resampled",
 ))
 register(Measure(
     "rsa", "rsa:rsa_grid", "RSA: rsa_compare correlation of the rsa_rdm dissimilarity matrices (Kriegeskorte et al. 2008)",
