@@ -196,10 +196,12 @@ register(Measure(
 register(Measure(
     "shape_angular", "shape:shape_angular_grid", "angular shape metric with partial whitening shape_alpha (Williams et al. 2021), radians",
     symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=_ORTH_SCALE_SHIFT, params=("shape_alpha",),
+    resampled_ref="shape:shape_angular_resampled",
 ))
 register(Measure(
     "shape_euclidean", "shape:shape_euclidean_grid", "Euclidean shape metric of unit-norm, partially whitened layers (Williams et al. 2021)",
     symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=_ORTH_SCALE_SHIFT, params=("shape_alpha",),
+    resampled_ref="shape:shape_euclidean_resampled",
 ))
 register(Measure(
     "magnitude_difference", "descriptive:magnitude_difference_grid", "baseline: difference of the mean activation vectors' norms (ReSi)",
