@@ -191,7 +191,7 @@ register(Measure(
 register(Measure(
     "rsa", "rsa:rsa_grid", "RSA: rsa_compare correlation of the rsa_rdm dissimilarity matrices (Kriegeskorte et al. 2008)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=frozenset({"isotropic_scaling"}),
-    params=("rsa_rdm", "rsa_compare"),
+    params=("rsa_rdm", "rsa_compare"), resampled_ref="rsa:rsa_resampled",
 ))
 register(Measure(
     "shape_angular", "shape:shape_angular_grid", "angular shape metric with partial whitening shape_alpha (Williams et al. 2021), radians",
