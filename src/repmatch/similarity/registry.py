@@ -206,9 +206,11 @@ register(Measure(
 register(Measure(
     "magnitude_difference", "descriptive:magnitude_difference_grid", "baseline: difference of the mean activation vectors' norms (ReSi)",
     symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=frozenset({"orthogonal"}),
+    resampled_ref="descriptive:magnitude_difference_resampled",
 ))
 register(Measure(
     "concentricity_difference", "descriptive:concentricity_difference_grid",
     "baseline: difference of the mean cosine of the rows to their mean (ReSi)",
     symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=_ORTH_SCALE,
+    resampled_ref="descriptive:concentricity_difference_resampled",
 ))
