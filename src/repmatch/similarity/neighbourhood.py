@@ -89,21 +89,31 @@ def distance_rows(s: LayerStats, rows: slice, distance: str, unit: torch.Tensor 
     return d2.clamp_min_(0.0).sqrt_()
 
 
+#: Candidates beyond k that :func:`knn_lists` takes from ``topk`` to settle ties at the k-th distance
+#: (a bootstrap resample's repeated rows tie often); rows whose tie runs past them are fully sorted.
+TIE_MARGIN = 8
+
+
 def knn_lists(d: torch.Tensor, k: int) -> torch.Tensor:
     """Indices (rows x k) of the k smallest entries of each row of ``d``, ordered by (value, index).
 
     The sample itself must already be excluded (its own entry +inf). Deterministic under ties:
-    see the module docstring.
+    see the module docstring. The k + :data:`TIE_MARGIN` smallest candidates are ordered by
+    (value, index); they hold every entry tied with the k-th unless the last candidate ties with
+    it too, and only such rows are sorted whole.
     """
-    vals, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
-    boundary_tie = (d <= vals[:, -1:]).sum(dim=1) > k
-    if bool(boundary_tie.any()):
-        rows = boundary_tie.nonzero().squeeze(1)
-        idx[rows] = torch.sort(d[rows], dim=1, stable=True).indices[:, :k]
-        vals[rows] = d[rows].gather(1, idx[rows])
+    kk = min(d.shape[1], k + TIE_MARGIN)
+    vals, idx = torch.topk(d, kk, dim=1, largest=False, sorted=True)
     by_index = torch.argsort(idx, dim=1)
     idx, vals = idx.gather(1, by_index), vals.gather(1, by_index)
-    return idx.gather(1, torch.sort(vals, dim=1, stable=True).indices)
+    order = torch.sort(vals, dim=1, stable=True).indices
+    idx, vals = idx.gather(1, order), vals.gather(1, order)
+    if kk < d.shape[1]:
+        open_tie = vals[:, -1] <= vals[:, k - 1]
+        if bool(open_tie.any()):
+            rows = open_tie.nonzero().squeeze(1)
+            idx[rows] = torch.sort(d[rows], dim=1, stable=True).indices[:, :kk]
+    return idx[:, :k].contiguous()
 
 
 def _check_k(k: int, n: int, name: str) -> None:
