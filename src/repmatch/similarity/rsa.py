@@ -166,29 +166,34 @@ def rsa_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: GridContex
 
 
 class ResampledRdms:
-    """Each layer's n x n RDM on the original probe rows (once per run, :class:`~.resampled.ResampleSet` memo).
+    """RSA per resample from each layer's RDM on the original probe rows (once per run, a
+    :class:`~.resampled.ResampleSet` memo), without gathering or re-ranking resampled RDMs.
 
-    A resample's RDM is this one gathered at its rows; its upper-triangle entries between two
-    copies of one sample are left out (as the grid with ``sample_ids``): they weigh 0 in the
-    correlation and, for Spearman, are ranked last (+inf), so the other entries' ranks are those
-    of the kept entries alone. ``undefined``: (L, n) rows that make the layer's RDM undefined.
+    A resample's RDM entries off its copies are the original entries (p < q) each held
+    w_p w_q times (w the multiplicities); entries between two copies of one sample are left out,
+    as in the grid with ``sample_ids``. So Pearson is the correlation of the original entries with
+    weights w_p w_q, and Spearman that of their ranks in the resample, which follow from one sort
+    per layer per run: an entry's average rank is (weight of the smaller entries) + (weight of
+    its tie group + 1) / 2, a cumulative sum of the weights in sorted order. O(m) per resample
+    and layer (m = n (n - 1) / 2) instead of a sort. ``undefined``: (L, n) rows whose presence
+    makes the layer's RDM undefined (correlation / cosine distance of a flat or zero row).
     """
 
-    def __init__(self, rs: ResampleSet, distance: str) -> None:
+    def __init__(self, rs: ResampleSet, distance: str, compare: str) -> None:
         n = rs.n
         self.iu = torch.triu_indices(n, n, offset=1, device=rs.device)
+        self.compare = compare
         self.a = self._prep(rs.xa, rs.mean_a, distance)
         self.b = self.a if rs.same else self._prep(rs.xb, rs.mean_b, distance)
 
-    @staticmethod
-    def _prep(xs: list[torch.Tensor], means: list[torch.Tensor], distance: str) -> tuple[torch.Tensor, torch.Tensor]:
-        rdms, bad = [], []
+    def _prep(self, xs: list[torch.Tensor], means: list[torch.Tensor], distance: str) -> dict[str, torch.Tensor]:
+        vecs, bad = [], []
         for x, mean in zip(xs, means):
             raw = x + mean
             if distance == "correlation":
+                d, _ = correlation_rdm(raw)
                 r = raw - raw.mean(dim=1, keepdim=True)
                 flat = torch.linalg.vector_norm(r, dim=1) == 0
-                d, _ = correlation_rdm(raw)
             elif distance == "cosine":
                 norms = torch.linalg.vector_norm(raw, dim=1)
                 flat = norms == 0
@@ -198,40 +203,76 @@ class ResampledRdms:
                 sq = x.square().sum(dim=1)
                 flat = torch.zeros_like(sq, dtype=torch.bool)
                 d = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min_(0.0).sqrt_()
-            rdms.append(d)
+            v = d[self.iu[0], self.iu[1]]
+            vecs.append(v)
             bad.append(flat)
-        return torch.stack(rdms), torch.stack(bad)
+        raw = torch.stack(vecs)
+        # centred once (the weighted moments then lose no digits); Kendall's tau reads the entries as they are
+        out = {"values": raw - raw.mean(dim=1, keepdim=True), "raw": raw, "undefined": torch.stack(bad)}
+        if self.compare == "spearman":
+            sv, order = torch.sort(out["values"], dim=1, stable=True)
+            ends = torch.ones_like(sv, dtype=torch.bool)
+            ends[:, :-1] = sv[:, 1:] != sv[:, :-1]
+            # group[l, t]: the tie group of the t-th smallest entry, as the index of the group's last position
+            pos = torch.arange(sv.shape[1], device=sv.device).expand_as(sv)
+            last = torch.cummin(torch.where(ends, pos, sv.shape[1]).flip(1), dim=1).values.flip(1)
+            out.update(order=order, last=last, ends=ends)
+        return out
 
     @staticmethod
-    def _standardised(v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """(L, m) entries centred on the kept entries' mean, zero elsewhere, unit norm (NaN rows: constant RDM)."""
-        mean = torch.where(keep, v, 0.0).sum(dim=1, keepdim=True) / keep.sum()
-        c = torch.where(keep, v - mean, 0.0)
-        norm = torch.linalg.vector_norm(c, dim=1, keepdim=True)
+    def _ranks(side: dict[str, torch.Tensor], omega: torch.Tensor) -> torch.Tensor:
+        """(L, m) average rank of each original entry among the resample's entries (weights ``omega``)."""
+        w = omega[side["order"]]  # (L, m) weights in each layer's sorted order
+        cum = torch.cumsum(w, dim=1)
+        upto = cum.gather(1, side["last"])  # weight up to the end of each entry's tie group
+        # weight before the group: the cumulative weight at the previous group's end
+        prev_end = torch.where(side["ends"], cum, 0.0)
+        prev_end = torch.cat([torch.zeros_like(cum[:, :1]), torch.cummax(prev_end, dim=1).values[:, :-1]], dim=1)
+        before = prev_end.gather(1, side["last"])
+        ranks_sorted = before + (upto - before + 1.0) / 2.0
+        return torch.empty_like(ranks_sorted).scatter_(1, side["order"], ranks_sorted)
+
+    @staticmethod
+    def _standardised(v: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        """(L, m) entries centred on their omega-weighted mean, scaled so that sum omega z^2 = 1 (NaN: constant)."""
+        c = v - (v @ omega / omega.sum())[:, None]
+        norm = (c.square() @ omega).sqrt()[:, None]
         return c / torch.where(norm == 0, float("nan"), norm)
 
-    def grid(self, ch: ResampleChunk, compare: str) -> torch.Tensor:
+    def grid(self, ch: ResampleChunk) -> torch.Tensor:
         """RSA on each resample of the chunk (c, L_a, L_b); NaN where a layer's resampled RDM is undefined."""
-        (da, ba), (db, bb) = self.a, self.b
+        a, b = self.a, self.b
         out = ch.nan_grid()
         for r in range(ch.c):
-            rows = ch.rows[r]
-            p, q = rows[self.iu[0]], rows[self.iu[1]]
-            keep = p != q
-            va, vb = da[:, p, q], (None if ch.same else db[:, p, q])
-            ok_a = ~ba[:, rows].any(dim=1)
-            ok_b = ok_a if ch.same else ~bb[:, rows].any(dim=1)
-            if compare == "kendall_tau_a":
-                out[r] = self._kendall(va[:, keep], (va if vb is None else vb)[:, keep], ok_a, ok_b, ch.same)
+            w = ch.w[r]
+            omega = w[self.iu[0]] * w[self.iu[1]]
+            present = w > 0
+            ok_a = ~(a["undefined"] & present).any(dim=1)
+            ok_b = ok_a if ch.same else ~(b["undefined"] & present).any(dim=1)
+            if self.compare == "kendall_tau_a":
+                rows = ch.rows[r]
+                p, q = rows[self.iu[0]], rows[self.iu[1]]
+                keep = p != q
+                entries = self._pair_index(p[keep], q[keep], ch.n)
+                ga = a["raw"][:, entries]
+                gb = ga if ch.same else b["raw"][:, entries]
+                out[r] = self._kendall(ga, gb, ok_a, ok_b, ch.same)
                 continue
-            if compare == "spearman":
-                va = average_ranks(va.masked_fill(~keep, float("inf")))
-                vb = None if vb is None else average_ranks(vb.masked_fill(~keep, float("inf")))
-            za = self._standardised(va, keep)
-            zb = za if vb is None else self._standardised(vb, keep)
-            grid = za @ zb.T
+            if self.compare == "spearman":
+                za = self._standardised(self._ranks(a, omega), omega)
+                zb = za if ch.same else self._standardised(self._ranks(b, omega), omega)
+            else:
+                za = self._standardised(a["values"], omega)
+                zb = za if ch.same else self._standardised(b["values"], omega)
+            grid = (za * omega) @ zb.T
             out[r] = grid.masked_fill(~(ok_a[:, None] & ok_b[None, :]), float("nan"))
         return out
+
+    @staticmethod
+    def _pair_index(p: torch.Tensor, q: torch.Tensor, n: int) -> torch.Tensor:
+        """Position of the original entry {p, q} (p != q) in the row-major upper triangle."""
+        lo, hi = torch.minimum(p, q), torch.maximum(p, q)
+        return lo * n - lo * (lo + 1) // 2 + (hi - lo - 1)
 
     @staticmethod
     def _kendall(va: torch.Tensor, vb: torch.Tensor, ok_a: torch.Tensor, ok_b: torch.Tensor, same: bool) -> torch.Tensor:
@@ -251,5 +292,5 @@ class ResampledRdms:
 def rsa_resampled(ch: ResampleChunk, ctx: GridContext, backward: bool) -> tuple[torch.Tensor, None]:
     """RSA per resample, from each layer's RDM gathered at the resample's rows (pairs of copies left out)."""
     distance, compare = _settings(ctx)
-    rdms = ch.set.memo(("rsa_rdms", distance), lambda: ResampledRdms(ch.set, distance))
-    return rdms.grid(ch, compare), None
+    rdms = ch.set.memo(("rsa_rdms", distance, compare), lambda: ResampledRdms(ch.set, distance, compare))
+    return rdms.grid(ch), None
