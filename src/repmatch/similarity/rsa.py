@@ -210,17 +210,22 @@ class ResampledRdms:
         # centred once (the weighted moments then lose no digits); Kendall's tau reads the entries as they are
         out = {"values": raw - raw.mean(dim=1, keepdim=True), "raw": raw, "undefined": torch.stack(bad)}
         if self.compare == "spearman":
-            sv, order = torch.sort(out["values"], dim=1, stable=True)
-            ends = torch.ones_like(sv, dtype=torch.bool)
-            ends[:, :-1] = sv[:, 1:] != sv[:, :-1]
-            # group[l, t]: the tie group of the t-th smallest entry, as the index of the group's last position
-            pos = torch.arange(sv.shape[1], device=sv.device).expand_as(sv)
-            last = torch.cummin(torch.where(ends, pos, sv.shape[1]).flip(1), dim=1).values.flip(1)
-            out.update(order=order, last=last, ends=ends)
+            out.update(self.tie_groups(out["values"]))
         return out
 
     @staticmethod
-    def _ranks(side: dict[str, torch.Tensor], omega: torch.Tensor) -> torch.Tensor:
+    def tie_groups(values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each row's sort ``order``, and per sorted position whether it ``ends`` a tie group and the
+        position of its group's ``last`` entry (what :meth:`ranks` needs)."""
+        sv, order = torch.sort(values, dim=1, stable=True)
+        ends = torch.ones_like(sv, dtype=torch.bool)
+        ends[:, :-1] = sv[:, 1:] != sv[:, :-1]
+        pos = torch.arange(sv.shape[1], device=sv.device).expand_as(sv)
+        last = torch.cummin(torch.where(ends, pos, sv.shape[1]).flip(1), dim=1).values.flip(1)
+        return {"order": order, "last": last, "ends": ends}
+
+    @staticmethod
+    def ranks(side: dict[str, torch.Tensor], omega: torch.Tensor) -> torch.Tensor:
         """(L, m) average rank of each original entry among the resample's entries (weights ``omega``)."""
         w = omega[side["order"]]  # (L, m) weights in each layer's sorted order
         cum = torch.cumsum(w, dim=1)
@@ -259,8 +264,8 @@ class ResampledRdms:
                 out[r] = self._kendall(ga, gb, ok_a, ok_b, ch.same)
                 continue
             if self.compare == "spearman":
-                za = self._standardised(self._ranks(a, omega), omega)
-                zb = za if ch.same else self._standardised(self._ranks(b, omega), omega)
+                za = self._standardised(self.ranks(a, omega), omega)
+                zb = za if ch.same else self._standardised(self.ranks(b, omega), omega)
             else:
                 za = self._standardised(a["values"], omega)
                 zb = za if ch.same else self._standardised(b["values"], omega)
