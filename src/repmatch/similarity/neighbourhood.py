@@ -24,8 +24,9 @@ rows with a tie at the k-th distance are re-selected with a stable sort, and the
 re-ordered by (distance, index). Distances that are equal in exact arithmetic but round
 differently (Euclidean distances from inner products, cosines of normalised rows) are ordered by
 their computed values; with exactly representable data (e.g. integer activations, dyadic means)
-the computed ties are the true ones. A bootstrap resample's duplicated rows are at distance 0 from
-each other, so each copy counts the other as its nearest neighbour in both layers.
+the computed ties are the true ones. In a bootstrap resample (``GridContext.sample_ids``), the
+copies of a sample are not its neighbours (they would be at distance 0 in every layer): a copy is
+treated like the sample itself. Its resampled form (:class:`KnnDistances`) gives the same values.
 
 How: rows are processed in blocks; for a block, every layer's distances to all n samples are one
 matmul, its neighbour lists one ``topk``; every layer pair's overlap, ranks and second-order
