@@ -28,11 +28,12 @@ def main() -> None:
     ap.add_argument("cache_a")
     ap.add_argument("cache_b")
     ap.add_argument("--n-boot", type=int, default=100)
+    ap.add_argument("--measures", nargs="*", default=None, help="similarity.measures (default: the schema's)")
     ap.add_argument("--bootstrap-measures", nargs="*", default=None, help="default: every configured measure")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    sim = section_settings("similarity")  # the default config's similarity section (schema defaults)
+    sim = section_settings("similarity", {"measures": args.measures} if args.measures else None)  # schema defaults
     unc = section_settings("uncertainty", {"bootstrap": args.n_boot, "bootstrap_measures": args.bootstrap_measures})
     ca, cb = open_pair(args.cache_a, args.cache_b)
     acts_a, acts_b = ca.load_all(), cb.load_all()

@@ -333,3 +333,144 @@ def test_bootstrap_mean_interval_over_draws():
     v = np.random.default_rng(0).normal(0.5, 0.1, size=(16, 3))
     lo, hi = bootstrap_mean_interval(v, n_boot=2000, seed=0)
     assert np.all(lo < v.mean(0)) and np.all(v.mean(0) < hi)
+
+
+# --- resampled forms of the neighbourhood, RSA, shape and descriptive measures ---------------------------------
+
+NEW_MEASURES = ["mutual_knn", "jaccard_knn", "rank_similarity", "second_order_cosine", "rsa", "shape_angular",
+                "shape_euclidean", "magnitude_difference", "concentricity_difference"]
+
+
+def _offset_net(seed: int, n: int = 60, widths=(5, 8, 4), integer: bool = False) -> dict[str, np.ndarray]:
+    """Layers with a nonzero mean (cosine distances and the baselines see the offset); ``integer``:
+    small integer activations, so that distances and RDM entries tie exactly."""
+    r = np.random.default_rng(seed)
+    z = np.random.default_rng(0).standard_normal((n, 6))
+    out = {}
+    for k, w in enumerate(widths):
+        x = np.tanh(z @ r.standard_normal((6, w))) + 0.3 * r.standard_normal((n, w)) + 0.5
+        out[f"l{k}"] = (np.round(3 * x) if integer else x).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("same", [False, True])
+@pytest.mark.parametrize("variant", [
+    {"knn_distance": "cosine", "rsa_rdm": "correlation", "rsa_compare": "spearman", "shape_alpha": 1.0},
+    {"knn_distance": "euclidean", "rsa_rdm": "euclidean", "rsa_compare": "pearson", "shape_alpha": 0.5},
+    {"knn_distance": "cosine", "rsa_rdm": "cosine", "rsa_compare": "kendall_tau_a", "shape_alpha": 0.0},
+])
+@pytest.mark.parametrize("integer", [False, True])
+def test_new_measures_resampled_forms_equal_the_generic_form(same, variant, integer):
+    """Each resampled form equals the generic form (the engine on the gathered rows, told which rows
+    are copies of one sample) on the same resamples, a resample's repeated neighbours (exact ties)
+    included (a resample's ties are exact in both forms). Integer data: distances and RDM entries of
+    different pairs that tie in exact arithmetic round differently in the two forms (distances on the
+    probe set's or the resample's rows), so orders and ranks (k-NN, RSA by ranks) are not comparable
+    there; the other measures are compared on it too. Weighted ranks with true ties:
+    test_resampled_rsa_ranks_equal_scipy_on_the_expanded_entries."""
+    a = _offset_net(1, integer=integer)
+    b = a if same else _offset_net(2, widths=(4, 6, 3), integer=integer)
+    params = {"knn_k": 5, **variant}
+    fast = bootstrap_similarity_grids(a, b, NEW_MEASURES, n_boot=4, seed=3, params=params, same_model=same)
+    slow = bootstrap_similarity_grids(a, b, NEW_MEASURES, n_boot=4, seed=3, params=params, same_model=same, path="gather")
+    assert fast.path == "weighted" and slow.path == "gather"
+    for m in NEW_MEASURES:
+        assert np.isfinite(fast.replicates[m]).all(), m
+        if integer and (m in ("mutual_knn", "jaccard_knn", "rank_similarity", "second_order_cosine")
+                        or (m == "rsa" and variant["rsa_compare"] != "pearson")):
+            continue
+        np.testing.assert_allclose(fast.replicates[m], slow.replicates[m], rtol=0, atol=1e-10, err_msg=m)
+
+
+def test_shape_alpha_zero_resampled_form_is_nan_where_the_ranks_exceed_n_minus_1():
+    """CCA-like shape metric (alpha = 0): the cells the grid leaves undefined are NaN in both forms."""
+    a, b = _offset_net(1, n=14, widths=(5, 9)), _offset_net(2, n=14, widths=(4, 8))
+    params = {"shape_alpha": 0.0}
+    fast = bootstrap_similarity_grids(a, b, ["shape_angular"], n_boot=3, seed=1, params=params)
+    slow = bootstrap_similarity_grids(a, b, ["shape_angular"], n_boot=3, seed=1, params=params, path="gather")
+    nan = np.isnan(slow.replicates["shape_angular"])
+    assert nan.any() and (~nan).any()
+    np.testing.assert_array_equal(np.isnan(fast.replicates["shape_angular"]), nan)
+    np.testing.assert_allclose(fast.replicates["shape_angular"][~nan], slow.replicates["shape_angular"][~nan], rtol=0, atol=1e-10)
+
+
+def _naive_knn_sets(x: np.ndarray, ids: np.ndarray, k: int) -> list[set[int]]:
+    """k nearest rows (cosine distance) of each row, skipping every row that is a copy of its sample;
+    ties by (distance, row), as the measures; one sample at a time."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    out = []
+    for p in range(len(x)):
+        cand = [(1.0 - float(unit[p] @ unit[q]), q) for q in range(len(x)) if ids[q] != ids[p]]
+        out.append({q for _, q in sorted(cand)[:k]})
+    return out
+
+
+def _naive_spearman_rsa(xa: np.ndarray, xb: np.ndarray, ids: np.ndarray) -> float:
+    """Spearman correlation of the correlation-distance RDMs over the pairs of rows that are not copies of one sample."""
+    keep = [(p, q) for p in range(len(ids)) for q in range(p + 1, len(ids)) if ids[p] != ids[q]]
+    da, db = 1.0 - np.corrcoef(xa), 1.0 - np.corrcoef(xb)
+    return float(stats.spearmanr([da[p, q] for p, q in keep], [db[p, q] for p, q in keep]).statistic)
+
+
+def test_resampled_knn_and_rsa_leave_copies_of_a_sample_out_against_a_naive_reference():
+    """Copies of a resampled sample are neither its neighbours (k-NN) nor compared (RSA): checked
+    against references written here, one sample at a time, on the weighted path's resamples."""
+    a, b = _offset_net(1, n=40), _offset_net(2, n=40, widths=(4, 6, 3))
+    k = 4
+    res = bootstrap_similarity_grids(a, b, ["mutual_knn", "rsa"], n_boot=3, seed=5, params={"knn_k": k})
+    assert res.path == "weighted"
+    for r, rows in enumerate(res.indices):
+        assert len(set(rows)) < len(rows)  # the resample has copies
+        for i, xa in enumerate(a.values()):
+            for j, xb in enumerate(b.values()):
+                ga, gb = xa[rows].astype(np.float64), xb[rows].astype(np.float64)
+                na, nb = _naive_knn_sets(ga, rows, k), _naive_knn_sets(gb, rows, k)
+                mutual = np.mean([len(sa & sb) / k for sa, sb in zip(na, nb)])
+                assert res.replicates["mutual_knn"][r, i, j] == pytest.approx(mutual, abs=1e-12)
+                assert res.replicates["rsa"][r, i, j] == pytest.approx(_naive_spearman_rsa(ga, gb, rows), abs=1e-10)
+
+
+def test_knn_resampled_form_without_copies_equals_the_point_form_on_those_rows():
+    """A resample that draws every sample once (a permutation) has no copies: its k-NN values are
+    the point form's on the permuted rows, for every neighbourhood measure and both distances."""
+    import torch
+
+    from repmatch.similarity.context import GridContext
+    from repmatch.similarity.neighbourhood import MEASURE_NAMES, mutual_knn_resampled
+    from repmatch.similarity.resampled import ResampleChunk, ResampleSet
+
+    n = 50
+    a, b = _offset_net(1, n=n), _offset_net(2, n=n, widths=(4, 6, 3))
+    xa = [torch.as_tensor(v, dtype=torch.float64) for v in a.values()]
+    xb = [torch.as_tensor(v, dtype=torch.float64) for v in b.values()]
+    rs = ResampleSet([x - x.mean(0) for x in xa], [x - x.mean(0) for x in xb], [1e-7] * 3, [1e-7] * 3, same=False,
+                     mean_a=[x.mean(0, keepdim=True) for x in xa], mean_b=[x.mean(0, keepdim=True) for x in xb])
+    perm = np.random.default_rng(4).permutation(n)
+    rows = torch.as_tensor(np.sort(perm))[None]  # the chunk holds sorted rows, as the bootstrap's
+    w = torch.ones(1, n, dtype=torch.float64)
+    for distance in ("cosine", "euclidean"):
+        params = {"knn_k": 5, "knn_distance": distance}
+        ch = ResampleChunk(rs, rows, w, [slice(0, n)])
+        mutual_knn_resampled(ch, GridContext(params), False)
+        fast = ch.memo(("knn", 5, distance), lambda: None)
+        point, _ = similarity_grids({k: v[perm] for k, v in a.items()}, {k: v[perm] for k, v in b.items()},
+                                    list(MEASURE_NAMES), "gap", params=params)  # fmt: skip
+        for m in MEASURE_NAMES:
+            np.testing.assert_allclose(fast[m][0].numpy(), point[m], rtol=0, atol=1e-12, err_msg=f"{m} {distance}")
+
+
+def test_resampled_rsa_ranks_equal_scipy_on_the_expanded_entries():
+    """The weighted average ranks (an entry held omega times, ties within and across entries) equal
+    scipy's average ranks of the entries written out omega times each."""
+    import torch
+
+    from repmatch.similarity.rsa import ResampledRdms
+
+    r = np.random.default_rng(0)
+    values = torch.as_tensor(r.integers(0, 6, size=(2, 40)).astype(np.float64))  # many exact ties
+    omega = torch.as_tensor(r.integers(0, 4, size=40).astype(np.float64))  # 0: entry absent from the resample
+    ranks = ResampledRdms.ranks(ResampledRdms.tie_groups(values), omega)
+    reps = omega.long().numpy()
+    for layer in range(2):
+        expanded = stats.rankdata(np.repeat(values[layer].numpy(), reps))
+        np.testing.assert_array_equal(np.repeat(ranks[layer].numpy(), reps), expanded)

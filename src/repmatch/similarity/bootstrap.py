@@ -122,11 +122,11 @@ def bootstrap_similarity_grids(
     bwd: dict[str, np.ndarray] = {}
     if weighted:
         view = next(iter(views))[0]
-        xa, raw_a = zip(*[_centred(acts_a[k], view, dev, DTYPES[dtype]) for k in acts_a])
-        xb, raw_b = (xa, raw_a) if same else zip(*[_centred(acts_b[k], view, dev, DTYPES[dtype]) for k in acts_b])
+        xa, raw_a, mean_a = zip(*[_centred(acts_a[k], view, dev, DTYPES[dtype]) for k in acts_a])
+        xb, raw_b, mean_b = (xa, raw_a, mean_a) if same else zip(*[_centred(acts_b[k], view, dev, DTYPES[dtype]) for k in acts_b])
         eps_a = [source_eps(v) for v in acts_a.values()]
         eps_b = eps_a if same else [source_eps(v) for v in acts_b.values()]
-        rs = ResampleSet(list(xa), list(xb), eps_a, eps_b, same)
+        rs = ResampleSet(list(xa), list(xb), eps_a, eps_b, same, list(mean_a), list(mean_b))
         w_fwd, w_bwd = _weighted_path(rs, {m: forms[m] for m in weighted}, [m for m in asym if m in weighted], idx,
                                       measure_params(params), chunk)  # fmt: skip
         _mask_zero_variance(w_fwd, w_bwd, rs, list(raw_a), list(raw_b), idx)
@@ -149,10 +149,12 @@ def _width(shape: tuple[int, ...], view: Any) -> int:
     return int(shape[2]) if len(shape) == 3 else int(shape[1])
 
 
-def _centred(arr: Any, view: Any, dev: torch.device, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer centred on the probe-set mean, and its uncentred squared row norms (the zero-variance scale)."""
+def _centred(arr: Any, view: Any, dev: torch.device, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The layer centred on the probe-set mean, its uncentred squared row norms (the zero-variance
+    scale) and the (1, d) mean."""
     x = to_matrix(arr, view, dev, dt)
-    return x - x.mean(dim=0, keepdim=True), x.square().sum(1)
+    mean = x.mean(dim=0, keepdim=True)
+    return x - mean, x.square().sum(1), mean
 
 
 def _mask_zero_variance(fwd: dict[str, np.ndarray], bwd: dict[str, np.ndarray], rs: ResampleSet, raw_a: list[torch.Tensor],
@@ -228,7 +230,7 @@ def _gather_path(acts_a: Mapping[str, Any], acts_b: Mapping[str, Any], names: li
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             f, r = similarity_grids(ga, gb, names, conv_mode, dev, params, "nan", dtype, same_model=same, reverse=reverse,
-                                    token_mode=token_mode)
+                                    token_mode=token_mode, sample_ids=rows)
         for m in names:
             fwd[m][k] = f[m]
             if m in r:

@@ -18,6 +18,10 @@ class GridContext:
 
     params: Mapping[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: The original probe sample of each row, when the rows are a bootstrap resample (None: all rows
+    #: distinct). Rows with the same id are copies of one sample: measures built on pairs of samples
+    #: (k-NN, RSA) treat a copy like the sample itself instead of as a neighbour at distance 0.
+    sample_ids: Any = None
 
     def degenerate(self, reason: str) -> None:
         self.problems.append(reason)

@@ -92,6 +92,7 @@ def similarity_grids(
     same_model: bool | None = None,
     reverse: bool = False,
     token_mode: str | None = None,
+    sample_ids: Any = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """All layer grids of two models.
 
@@ -102,6 +103,8 @@ def similarity_grids(
     Degenerate cells are NaN with a :class:`DegenerateWarning`, or raise
     :class:`DegenerateInputError` when ``on_degenerate="error"``. Arguments left ``None``
     (and measure parameters not in ``params``) take the ``similarity`` section's defaults.
+    ``sample_ids`` (the bootstrap's resampled row indices): rows with equal ids are copies of one
+    probe sample (:attr:`GridContext.sample_ids`).
     ``token_mode`` is how token layers (n, T, D) are handled (:mod:`.preprocess`).
     """
     defaults = _defaults()
@@ -153,16 +156,16 @@ def similarity_grids(
             if i in pos_r and j in pos_c:
                 mask[pos_r[i], pos_c[j]] = True
         for m in resolved:
-            _run(m, la, lb, params, problems, forward[m.name], ok_rows, ok_cols, mask)
+            _run(m, la, lb, params, problems, forward[m.name], ok_rows, ok_cols, mask, sample_ids)
             if m.name in backward:
-                _run(m, lb, la, params, problems, backward[m.name], ok_cols, ok_rows, mask.T)
+                _run(m, lb, la, params, problems, backward[m.name], ok_cols, ok_rows, mask.T, sample_ids)
     _report(problems, on_degenerate)
     return forward, backward
 
 
 def _run(m: Measure, la: list[LayerStats], lb: list[LayerStats], params: Mapping[str, Any], problems: list[str],
-         out: np.ndarray, rows: list[int], cols: list[int], mask: np.ndarray) -> None:
-    ctx = GridContext(params)
+         out: np.ndarray, rows: list[int], cols: list[int], mask: np.ndarray, sample_ids: Any = None) -> None:
+    ctx = GridContext(params, sample_ids=sample_ids)
     values = np.asarray(m.grid(la, lb, ctx), dtype=np.float64)
     problems.extend(ctx.problems)
     sub = out[np.ix_(rows, cols)]

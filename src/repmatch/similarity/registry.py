@@ -170,39 +170,47 @@ _KNN_PARAMS = ("knn_k", "knn_distance")
 register(Measure(
     "mutual_knn", "neighbourhood:mutual_knn_grid", "mutual k-NN alignment: mean share of common k nearest neighbours (Huh et al. 2024)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE, params=_KNN_PARAMS,
+    resampled_ref="neighbourhood:mutual_knn_resampled",
 ))
 register(Measure(
     "jaccard_knn", "neighbourhood:jaccard_knn_grid", "mean Jaccard similarity of the k-NN sets (ReSi)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE, params=_KNN_PARAMS,
+    resampled_ref="neighbourhood:jaccard_knn_resampled",
 ))
 register(Measure(
     "rank_similarity", "neighbourhood:rank_similarity_grid", "rank-weighted agreement of the common k nearest neighbours (ReSi; Wang et al. 2020)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE, params=_KNN_PARAMS,
+    resampled_ref="neighbourhood:rank_similarity_resampled",
 ))
 register(Measure(
     "second_order_cosine", "neighbourhood:second_order_cosine_grid",
     "cosine of each sample's distances to the union of its k-NN in both layers (ReSi; Hamilton et al. 2016)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=_ORTH_SCALE, params=_KNN_PARAMS,
+    resampled_ref="neighbourhood:second_order_cosine_resampled",
 ))
 register(Measure(
     "rsa", "rsa:rsa_grid", "RSA: rsa_compare correlation of the rsa_rdm dissimilarity matrices (Kriegeskorte et al. 2008)",
     symmetric=True, larger_is_similar=True, identity_value=1.0, invariances=frozenset({"isotropic_scaling"}),
-    params=("rsa_rdm", "rsa_compare"),
+    params=("rsa_rdm", "rsa_compare"), resampled_ref="rsa:rsa_resampled",
 ))
 register(Measure(
     "shape_angular", "shape:shape_angular_grid", "angular shape metric with partial whitening shape_alpha (Williams et al. 2021), radians",
     symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=_ORTH_SCALE_SHIFT, params=("shape_alpha",),
+    resampled_ref="shape:shape_angular_resampled",
 ))
 register(Measure(
     "shape_euclidean", "shape:shape_euclidean_grid", "Euclidean shape metric of unit-norm, partially whitened layers (Williams et al. 2021)",
     symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=_ORTH_SCALE_SHIFT, params=("shape_alpha",),
+    resampled_ref="shape:shape_euclidean_resampled",
 ))
 register(Measure(
     "magnitude_difference", "descriptive:magnitude_difference_grid", "baseline: difference of the mean activation vectors' norms (ReSi)",
     symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=frozenset({"orthogonal"}),
+    resampled_ref="descriptive:magnitude_difference_resampled",
 ))
 register(Measure(
     "concentricity_difference", "descriptive:concentricity_difference_grid",
     "baseline: difference of the mean cosine of the rows to their mean (ReSi)",
     symmetric=True, larger_is_similar=False, identity_value=0.0, invariances=_ORTH_SCALE,
+    resampled_ref="descriptive:concentricity_difference_resampled",
 ))

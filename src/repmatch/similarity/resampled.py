@@ -87,12 +87,16 @@ class ResampleSet:
     """The layers of both models, centred on the probe-set mean, shared by every chunk of a run.
 
     ``xa``, ``xb``: (n, d) float tensors (``xb is xa`` for a model against itself); ``eps_a``,
-    ``eps_b``: machine epsilon of the stored data (the engine's rank tolerance).
+    ``eps_b``: machine epsilon of the stored data (the engine's rank tolerance); ``mean_a``,
+    ``mean_b``: each layer's (1, d) probe-set mean (measures on the rows as stored, e.g. cosine k-NN,
+    add it back; zero when not given).
     """
 
     def __init__(self, xa: list[torch.Tensor], xb: list[torch.Tensor], eps_a: list[float], eps_b: list[float],
-                 same: bool) -> None:  # fmt: skip
+                 same: bool, mean_a: list[torch.Tensor] | None = None, mean_b: list[torch.Tensor] | None = None) -> None:  # fmt: skip
         self.xa, self.xb, self.eps_a, self.eps_b, self.same = xa, xb, eps_a, eps_b, same
+        self.mean_a = mean_a if mean_a is not None else [torch.zeros_like(x[:1]) for x in xa]
+        self.mean_b = self.mean_a if same else (mean_b if mean_b is not None else [torch.zeros_like(x[:1]) for x in xb])
         self.n = int(xa[0].shape[0])
         self.device, self.dtype = xa[0].device, xa[0].dtype
         self.big_a = torch.cat(xa, dim=1)

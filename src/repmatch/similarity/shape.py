@@ -35,6 +35,8 @@ import torch
 from .context import GridContext
 from .errors import SimilarityInputError
 from .linalg import blockwise_grid
+from .procrustes import _procrustes_resampled
+from .resampled import ResampleChunk, resampled_form, smaller_gram, sum_top_sqrt
 from .stats import LayerStats
 
 
@@ -92,3 +94,73 @@ def shape_euclidean_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx
 def shape_angular_grid(sa: Sequence[LayerStats], sb: Sequence[LayerStats], ctx: GridContext) -> np.ndarray:
     """Angular shape distance 2 arcsin(d / 2) of the Euclidean one d (radians, in [0, pi/2] here)."""
     return 2.0 * np.arcsin(shape_euclidean_grid(sa, sb, ctx) / 2.0)
+
+
+# --- resampled forms (the bootstrap: c resamples at once, from :class:`~.resampled.ResampleChunk`) ---------------
+
+
+def _shape_cosine_resampled(ch: ResampleChunk, alpha: float) -> torch.Tensor:
+    """cos of the angular distance, ||phi(X)^T phi(Y)||_*, per resample (c, L_a, L_b).
+
+    With the resample's covariance C = V diag(s^2) V^T and its whitening W = V_r diag(1 / s_r),
+    phi(X) = X M with M = W diag(t) / ||t|| (t as in :func:`shape_factor`), so
+    phi(X)^T phi(Y) = M_a^T C_ab M_b: one small product and eigenvalue sum per cell, no rows.
+    alpha = 1 is the Procrustes similarity (shared with ``procrustes``). alpha = 0: NaN where the
+    ranks sum to more than n - 1 (as the grid).
+    """
+    if alpha == 1.0:
+        return _procrustes_resampled(ch)
+
+    def factors(whites: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        out = []
+        for white, _, lam in whites:
+            s = lam.clamp_min(0).sqrt()
+            t = torch.where(lam > 0, alpha * s / torch.linalg.vector_norm(s, dim=1, keepdim=True) + (1.0 - alpha), 0.0)
+            out.append(white * (t / torch.linalg.vector_norm(t, dim=1, keepdim=True))[:, None, :])
+        return out
+
+    def compute() -> torch.Tensor:
+        ma = factors(ch.whitening_a)
+        mb = ma if ch.same else factors(ch.whitening_b)
+        nuc = ch.nan_grid()
+        for i, row in enumerate(ch.blocks_ab):
+            for j, blk in enumerate(row):
+                g = smaller_gram(ma[i].transpose(1, 2) @ blk @ mb[j])
+                nuc[:, i, j] = sum_top_sqrt(g, torch.full((ch.c,), g.shape[1], device=g.device))
+        if alpha == 0.0:
+            ra = torch.stack([w[1] for w in ch.whitening_a], 1)
+            rb = torch.stack([w[1] for w in ch.whitening_b], 1)
+            nuc = nuc.masked_fill(ra[:, :, None] + rb[:, None, :] > ch.n - 1, float("nan"))
+        return nuc
+
+    return ch.memo(("shape_cosine", alpha), compute)
+
+
+def _shape_euclidean_resampled(ch: ResampleChunk, ctx: GridContext) -> torch.Tensor:
+    """sqrt(2 - 2 cos) per resample; a layer against itself (same model) is exactly 0.
+
+    2 - 2 cos loses half the digits near 0 (the grid forms the residual explicitly instead): a
+    rounding excess of cos over 1 (~1e-16) is a zero distance; cells near 0 are accurate to ~1e-8.
+    """
+    alpha = _alpha(ctx)
+
+    def compute() -> torch.Tensor:
+        d = (2.0 - 2.0 * _shape_cosine_resampled(ch, alpha)).clamp_min(0.0).sqrt()
+        if ch.same:
+            diag = torch.diagonal(d, dim1=1, dim2=2)
+            diag.copy_(torch.where(torch.isnan(diag), diag, 0.0))
+        return d
+
+    return ch.memo(("shape_euclidean", alpha), compute)
+
+
+@resampled_form()
+def shape_euclidean_resampled(ch: ResampleChunk, ctx: GridContext, backward: bool) -> tuple[torch.Tensor, None]:
+    """Euclidean shape metric per resample, from the chunk's covariances and whitening."""
+    return _shape_euclidean_resampled(ch, ctx), None
+
+
+@resampled_form()
+def shape_angular_resampled(ch: ResampleChunk, ctx: GridContext, backward: bool) -> tuple[torch.Tensor, None]:
+    """Angular shape metric 2 arcsin(d / 2) per resample."""
+    return 2.0 * torch.arcsin(_shape_euclidean_resampled(ch, ctx) / 2.0), None
