@@ -9,7 +9,7 @@ pipeline runs):
   all stitches into the same B layer are concatenated along the batch dimension and run through
   B's back half in one forward/backward; one Adam step for all stitches.
 
-The result is the same set of trained stitches (tests/test_stitching_grid.py checks it); only
+The result is the same set of trained stitches (tests/stitching/test_stitching_grid.py checks it); only
 the wall time differs. Prints stitched images x stitches per second and the ratio.
 
 Why it also prints a floor and a ceiling: stacking removes repeated front passes and per-call

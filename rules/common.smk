@@ -70,7 +70,7 @@ _NETWORK_RE = "|".join([_TRAINED_RE, *map(re.escape, EXTERNAL_NETWORKS)])
 # Rules that use a GPU when their job sees one (train, activations, subspace_activations, the
 # *_pair rules, sensitivity_network) request none here: the profiles do (`set-resources: RULE:
 # {gpu: 1}`), so plain `snakemake --cores N` runs them as CPU jobs, and a `--config` override on
-# the command line never drops a GPU request (tests/test_slurm.py).
+# the command line never drops a GPU request (tests/workflow/test_slurm.py).
 
 
 wildcard_constraints:

@@ -3,7 +3,7 @@
 Why generated: the schema is the only place a default is written, so a hand-written reference would
 drift from it. ``docs/configuration.md`` holds the marker ``<!-- schema-reference -->``; at build
 time it is replaced by one table per config section (every key, type, default, allowed values and
-description). Wired by ``hooks:`` in ``mkdocs.yml``; ``tests/test_docs.py`` checks that every
+description). Wired by ``hooks:`` in ``mkdocs.yml``; ``tests/docs/test_docs.py`` checks that every
 schema key reaches the built page.
 """
 

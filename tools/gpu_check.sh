@@ -21,7 +21,7 @@ step "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch, numpy, pandas; print('torch', torch.__version__, torch.cuda.get_device_name(), 'numpy', numpy.__version__, 'pandas', pandas.__version__)"
 step "pytest -m gpu"
-time timeout "${T_TEST:-150}" python3 -m pytest -m gpu -q -p no:cacheprovider -rs tests/test_cuda.py tests/test_similarity_grid.py tests/test_device.py
+time timeout "${T_TEST:-150}" python3 -m pytest -m gpu -q -p no:cacheprovider -rs tests/backbone/test_cuda.py tests/similarity/test_similarity_grid.py tests/foundations/test_device.py
 step "default pipeline, device: cuda"
 rm -rf results .snakemake
 time timeout "${T_PIPE:-270}" python3 -m snakemake --cores "$(nproc)" --keep-going --config device=cuda

@@ -7,7 +7,7 @@ Run after the default pipeline (``snakemake --cores 2``)::
 Why a manifest: the pictures in the README must be what the default run produces now. For each figure,
 ``docs/img/figures.json`` records the sha256 of the code and settings that draw it (the family's
 ``plots.py``, the shared ``plotting.py``, and the default config with the schema, parsed so comments do not
-count). ``tests/test_docs.py`` recomputes those digests: when the code or the default changed and the
+count). ``tests/docs/test_docs.py`` recomputes those digests: when the code or the default changed and the
 copy was not refreshed, it fails and names this command.
 """
 

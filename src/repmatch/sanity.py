@@ -40,8 +40,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from . import paths
+from .datasets import DATASETS, dataset_sizes
+from .io import read_table, write_table
 from .settings import DataSettings, UncertaintySettings, section_settings
+from .similarity.registry import get_measure
+from .split_check import check_split_file
 from .tables import KEY_COLUMNS
+from .uncertainty.significance import binomial_test_vs_chance, holm, permutation_test
 
 PathLike = str | os.PathLike[str]
 
@@ -65,8 +71,6 @@ def _scores(df: pd.DataFrame, family: str, metric: pd.Series | str, larger: pd.S
 
 def similarity_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Scores of the similarity indices; symmetric measures stored once per pair get both orientations."""
-    from .similarity.registry import get_measure
-
     if table.empty:
         return pd.DataFrame(columns=SCORE_COLUMNS)
     measures = {name: get_measure(name) for name in table["method"].unique()}
@@ -118,8 +122,6 @@ def more_similar_than_itself(scores: pd.DataFrame, *, alpha: float | None = None
     candidate of the group carries a p-value, ``none`` otherwise; the label is the same for
     stitched accuracy, whose p-values are McNemar tests (see the module docstring).
     """
-    from .uncertainty.significance import holm
-
     defaults = _uncertainty_defaults()
     alpha = defaults.alpha if alpha is None else alpha
     correction = defaults.correction if correction is None else correction
@@ -202,8 +204,6 @@ def specificity(scores: pd.DataFrame, *, level: float | None = None) -> pd.DataF
     ``ci_low, ci_high``: Wilson interval of the accuracy at ``level``; ``p_value``: one-sided exact
     binomial test of H0 "accuracy <= chance" with the mean chance level of the cases (the cases
     share networks and layers, so both treat them as independent trials: optimistic)."""
-    from .uncertainty.significance import binomial_test_vs_chance
-
     level = _uncertainty_defaults().level if level is None else level
     rows = []
     cross = scores[scores["model_a"] != scores["model_b"]]
@@ -268,8 +268,6 @@ def within_vs_cross(scores: pd.DataFrame, *, n_permutations: int | None = None, 
     read the p-value as descriptive. NaN when a group is empty (e.g. no within-network subspace
     pairs, one seed).
     """
-    from .uncertainty.significance import permutation_test
-
     defaults = _uncertainty_defaults()
     n_permutations = defaults.n_permutations if n_permutations is None else n_permutations
     seed = defaults.seed if seed is None else seed
@@ -313,10 +311,6 @@ def sanity_stage(*, data: DataSettings, uncertainty: UncertaintySettings, tables
                  outputs: Mapping[str, PathLike], log: logging.Logger) -> None:  # fmt: skip
     """Read each family's aggregated table (keys: ``similarity``, ``stitching``, ``subspace_match``) and write
     the sanity tables (keys: :data:`repmatch.paths.SANITY_TABLES`)."""
-    from . import paths
-    from .datasets import DATASETS, dataset_sizes
-    from .io import read_table, write_table
-    from .split_check import check_split_file
 
     # Stitched accuracy is measured on the whole test split; a user's dataset's size is in the recorded split.
     n_test = dataset_sizes(data.name, data.n_test)[1] if data.name in DATASETS else check_split_file(paths.split())["n_test"]

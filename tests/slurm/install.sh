@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install Debian's SLURM (slurmctld + slurmd + client tools) and munge, when missing.
 # Needs root and a reachable Debian mirror. Idempotent: does nothing when already installed.
-# Used by tests/test_slurm.py; safe to run by hand.
+# Used by tests/workflow/test_slurm.py; safe to run by hand.
 set -eu
 
 missing=""

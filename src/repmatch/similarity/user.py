@@ -15,7 +15,7 @@ declares its properties as the built-in registry does::
 
 Why declare properties: the sanity tables need ``larger_is_similar``, the engine computes both
 orientations of an asymmetric measure, and :func:`check_measure` verifies every claim (the same
-checks the built-in measures pass in tests/test_similarity_measures.py).
+checks the built-in measures pass in tests/similarity/test_similarity_measures.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..plotting import plt, save_figure
+from ..uncertainty.intervals import t_interval_from_summary
 
 
 def corresponding_rows(table: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -33,8 +34,6 @@ def plot_max_match_vs_eps(table: pd.DataFrame, path_stem: str | os.PathLike[str]
     coordinate draws, ``ci_low, ci_high``), the number of pairs in the
     title, and the chance level (A against coordinate-permuted B) as a dashed line and light band
     (± std) in the same colour."""
-    from ..uncertainty.intervals import t_interval_from_summary
-
     rows = corresponding_rows(table, "maximum_match")
     if rows.empty:
         return save_figure(_message_figure("no maximum-match results for corresponding layers"), path_stem)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..uncertainty.intervals import t_interval_from_summary
 from .compare import LayerPairResult
 
 def match_rows(key: dict, res: LayerPairResult, *, level: float) -> list[dict]:
@@ -41,8 +42,6 @@ def match_rows(key: dict, res: LayerPairResult, *, level: float) -> list[dict]:
 def draw_interval(mean: float, std: float, repeats: int, *, level: float) -> dict:
     """``ci_low, ci_high``: t interval of a mean over ``repeats`` coordinate draws from its ``np.std``
     (ddof = 0, as stored); NaN with one draw (no spread to estimate)."""
-    from ..uncertainty.intervals import t_interval_from_summary
-
     if repeats < 2:
         return {"ci_low": np.nan, "ci_high": np.nan}
     lo, hi = t_interval_from_summary(np.asarray(mean), np.asarray(std), np.asarray(repeats), level=level, ddof=0)

@@ -17,7 +17,7 @@ from workflow_runs import copy_workflow, run_snakemake
 
 from repmatch.backbone.activations import ActivationCache
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/: byo_factories.py
 CKA_PROPS = {"symmetric": True, "larger_is_similar": True, "identity_value": 1.0,
              "invariances": ["orthogonal", "isotropic_scaling", "translation"]}  # fmt: skip
 N_TRAIN, N_TEST = 3 * 8, 3 * 6  # three classes

@@ -20,7 +20,7 @@ from repmatch import settings as S
 from repmatch.config_checks import checked_settings
 from repmatch.settings import ConfigError, Settings, load_settings, schema, section_settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINIMAL = {"seeds": [0, 1], "data": {"name": "mnist5k"}, "model": {"arch": "smallcnn"}, "train": {"epochs": 1}}
 
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CAPTIONS = sorted((REPO / "report").glob("*.rst"))
 CONFIGS = [REPO / "config.yaml", REPO / "tests" / "data" / "tiny_config.yaml", *sorted((REPO / "config").glob("*.yaml"))]
 

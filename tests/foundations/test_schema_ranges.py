@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "src" / "repmatch" / "schema.yaml"
 
 _SIZE = "a size or count: larger only costs time/memory"

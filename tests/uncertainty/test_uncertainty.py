@@ -1,6 +1,6 @@
 """The similarity bootstrap (repmatch.similarity.bootstrap: resampled forms against the engine on the
 resampled rows) and the generic statistics of repmatch.uncertainty; the "more similar than itself"
-counts built on them are tested in test_sanity.py."""
+counts built on them are tested in tests/sanity/test_sanity.py."""
 
 from __future__ import annotations
 

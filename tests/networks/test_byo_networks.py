@@ -49,7 +49,7 @@ class UserNet(nn.Module):
 
 
 def user_net(num_classes: int = 10, width: int = 8) -> UserNet:
-    """The factory the config names: ``tests.test_byo_networks:user_net``."""
+    """The factory the config names: ``tests.networks.test_byo_networks:user_net``."""
     return UserNet(num_classes, width)
 
 
@@ -81,7 +81,7 @@ def _resnet_model(files: list[str]) -> dict:
 
 
 def _user_model(files: list[str]) -> dict:
-    return {"arch": None, "factory": "tests.test_byo_networks:user_net", "kwargs": {"width": 8}, "name": "usernet",
+    return {"arch": None, "factory": "tests.networks.test_byo_networks:user_net", "kwargs": {"width": 8}, "name": "usernet",
             "checkpoints": files, "layers": ["stem", "body", "pool"]}
 
 

@@ -299,7 +299,7 @@ def test_pairs_layers_and_settings():
     assert sensitivity_pairs(models, upper) == ["m0__m0", "m0__m1", "m0__m2", "m1__m2"]
     first = section_settings("sensitivity", {"enabled": True, "pairs": {"within": "none", "cross": "first"}})
     assert sensitivity_pairs(models, first) == ["m0__m1"]
-    base = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
+    base = yaml.safe_load((Path(__file__).parents[2] / "config.yaml").read_text())
 
     def config(**kw):
         return {**base, "sensitivity": {**base.get("sensitivity", {}), **kw.pop("sensitivity", {})}, **kw}

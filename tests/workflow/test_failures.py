@@ -30,7 +30,7 @@ from repmatch.logs import job_log, job_logger, run_logged
 from repmatch.networks import build_model, load_checkpoint, save_checkpoint
 from repmatch.split_check import SplitFileError, check_split_file
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 META = {"arch": "smallcnn", "num_classes": 10, "in_channels": 1, "image_size": 28}
 
 
