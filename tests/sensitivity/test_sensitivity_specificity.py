@@ -27,7 +27,7 @@ from repmatch.sensitivity.specificity import (
     stratified_specificity,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _tables(score: np.ndarray, distance, layers=("l1", "l2", "l3"), method="idx"):
