@@ -33,7 +33,7 @@ include: "rules/sanity.smk"
 
 
 # Seconds of pandas/matplotlib each: run in the snakemake process itself, never queued on a
-# cluster (README, "Running on a cluster").
+# cluster (docs/cluster-and-gpu.md).
 localrules:
     all,
     training_summary,

@@ -1,5 +1,5 @@
 # Sanity tests of every family in one table ("more similar than itself", specificity, within vs cross seed).
-# Library: repmatch.sanity (README, "Sanity tests").
+# Library: repmatch.sanity (docs/uncertainty.md, "Sanity tests").
 
 
 rule sanity:

@@ -1,6 +1,6 @@
 # Similarity indices (CKA family, CCA family, Procrustes, regression R^2):
 #   one job per unordered model pair (A == A included) -> aggregate -> heatmaps.
-# Library: repmatch.similarity (README, "Similarity indices").
+# Library: repmatch.similarity (docs/similarity.md).
 
 
 rule similarity_pair:

@@ -1,5 +1,5 @@
 # Model stitching (DM vs TLM): one job per ordered model pair -> aggregate -> layer distance -> figures.
-# Library: repmatch.stitching (README, "Model stitching").
+# Library: repmatch.stitching (docs/stitching.md).
 
 
 rule stitching_pair:

@@ -1,6 +1,6 @@
 # Neuron activation subspace match (Wang et al., NeurIPS 2018):
 #   one job per unordered pair of different networks -> aggregate -> figures.
-# Library: repmatch.subspace_match (README, "Neuron activation subspace match").
+# Library: repmatch.subspace_match (docs/subspace-match.md).
 
 
 rule subspace_pair:

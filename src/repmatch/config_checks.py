@@ -113,7 +113,7 @@ def check_semantics(s: Settings) -> None:
             errors.append(f"  at data.data_root: dataset {s.data.name!r} is read from a local folder; set data.data_root")
         elif not Path(s.data.data_root).expanduser().is_dir():
             errors.append(f"  at data.data_root: folder {s.data.data_root!r} does not exist (repmatch never downloads; "
-                          "see README, 'Pointing it at CIFAR-10')")
+                          "see docs/configuration.md, 'Pointing it at CIFAR-10')")
         if s.data.n_train is not None and s.data.n_train > n_train_total:
             errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training images of {s.data.name}")
     if n_test_total is not None and s.data.n_probe > n_test_total:
