@@ -44,6 +44,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .dissimilarity import index_dissimilarity
+
 #: Fewest seed pairs in a layer for a defined per-layer correlation (see the module docstring).
 MIN_PAIRS = 5
 #: The functional gaps: name -> the network table's full-rank score it is the absolute difference of.
@@ -53,16 +55,6 @@ POINT_COLUMNS = ["model_a", "model_b", "layer", "method", "distance", *(f"{g}_ga
 LAYER_COLUMNS = ["method", "gap", "layer", "n_networks", "n_pairs", "spearman", "spearman_low", "spearman_high", "reason"]
 STRATIFIED_COLUMNS = ["method", "gap", "n_layers", "n_layers_defined", "layers", "spearman", "spearman_low",
                       "spearman_high", "p_value", "n_permutations", "reason"]  # fmt: skip
-
-
-def measure_distance(measure: str, value: np.ndarray | float) -> np.ndarray | float:
-    """A registered similarity measure's value as a distance (larger = more different):
-    ``identity_value - value`` when larger is more similar, else the value (the rule of
-    :func:`repmatch.sensitivity.network.index_dissimilarity`, torch-free for the aggregate job)."""
-    from ..similarity.registry import MEASURES
-
-    m = MEASURES[measure]
-    return m.identity_value - value if m.larger_is_similar else value
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +240,7 @@ def index_distances(similarity: pd.DataFrame, layers: Sequence[str], measures: S
     if measures is not None:
         s = s[s["method"].isin(list(measures))]
     out = s[["model_a", "model_b", "layer_a", "method"]].rename(columns={"layer_a": "layer"}).copy()
-    out["distance"] = [float(measure_distance(m, v)) for m, v in zip(s["method"], s["value"])]
+    out["distance"] = [float(index_dissimilarity(m, v)) for m, v in zip(s["method"], s["value"])]
     return _one_point_per_pair(out).reset_index(drop=True)
 
 
