@@ -308,7 +308,8 @@ def test_pairs_layers_and_settings():
     assert sensitivity_layers(st) == ["conv1", "conv3"]
     # the default's small version: three evenly spaced layers of whatever network the config names
     assert sensitivity_layers(checked_settings(base)) == ["conv1", "conv3", "fc1"]
-    resnet = checked_settings(config(model={"arch": "resnet20", "layers": "all"}))
+    # (another architecture: the default's stitching grid names smallcnn layers, so it goes back to model.layers)
+    resnet = checked_settings(config(model={"arch": "resnet20", "layers": "all"}, stitching={**base["stitching"], "layers": None}))
     assert sensitivity_layers(resnet) == ["stem", "layer2_0", "layer3_2"]  # 10 layers: positions 0, 4 (4.5 to even), 9
     with pytest.raises(ConfigError, match="sensitivity.layers"):
         checked_settings(config(sensitivity={"layers": ["nope"]}))
