@@ -22,15 +22,15 @@ orientation when asked (asymmetric measures share their per-pair decompositions 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import torch
 
 from .context import GridContext
+from .memo import Memo
 
 #: A resampled form's computation: (chunk, ctx, backward) -> (forward (c, L_a, L_b), backward (c, L_b, L_a) or None).
 ResampledFn = Callable[["ResampleChunk", GridContext, bool], "tuple[torch.Tensor, torch.Tensor | None]"]
@@ -83,7 +83,7 @@ def segments(widths: list[int], dt: torch.dtype, dev: torch.device) -> tuple[tor
     return seg, spans
 
 
-class ResampleSet:
+class ResampleSet(Memo):
     """The layers of both models, centred on the probe-set mean, shared by every chunk of a run.
 
     ``xa``, ``xb``: (n, d) float tensors (``xb is xa`` for a model against itself); ``eps_a``,
@@ -103,13 +103,6 @@ class ResampleSet:
         self.big_b = self.big_a if same else torch.cat(xb, dim=1)
         self.seg_a, self.span_a = segments([x.shape[1] for x in xa], self.dtype, self.device)
         self.seg_b, self.span_b = (self.seg_a, self.span_a) if same else segments([x.shape[1] for x in xb], self.dtype, self.device)
-        self._memo: dict[Hashable, Any] = {}
-
-    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """Cache a per-run preparation of one measure (e.g. sorted pairwise distances)."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
 
 
 @dataclass
@@ -158,7 +151,7 @@ def smaller_gram(t: torch.Tensor) -> torch.Tensor:
     return t @ t.transpose(1, 2) if t.shape[1] <= t.shape[2] else t.transpose(1, 2) @ t
 
 
-class ResampleChunk:
+class ResampleChunk(Memo):
     """Quantities of c resamples shared by the measures (computed on first use, then cached).
 
     ``rows``: (c, n) resampled row indices (sorted); ``w``: (c, n) multiplicities;
@@ -170,13 +163,6 @@ class ResampleChunk:
         self.set, self.rows, self.w, self.blocks = rs, rows, w, blocks
         self.c, self.n = int(rows.shape[0]), rs.n
         self.same = rs.same
-        self._memo: dict[Hashable, Any] = {}
-
-    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """Cache a family-specific product (e.g. the CCA family's whitened cross blocks) on the chunk."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
 
     @cached_property
     def centred(self) -> tuple[torch.Tensor, torch.Tensor]:

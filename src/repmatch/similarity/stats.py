@@ -11,14 +11,13 @@ uncentred fp32 Gram matrices).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import SimilarityInputError
+from .memo import Memo
 
 #: Smallest sigma_r / sigma_max a wide layer's Gram eigendecomposition is trusted with (see
 #: :meth:`LayerStats._eigh_resolves`); below it the exact QR route is taken.
@@ -53,7 +52,7 @@ def _mirror_upper(g: torch.Tensor) -> torch.Tensor:
     return torch.triu(g) + torch.triu(g, diagonal=1).T
 
 
-class LayerStats:
+class LayerStats(Memo):
     """Centred (rows x features) matrix of one layer plus lazily cached derived quantities.
 
     ``source_eps``: machine epsilon of the data *as stored* (float32 activations carry fp32
@@ -96,13 +95,6 @@ class LayerStats:
             norm = 1.0
         self.xc = xc
         self.frob = norm
-        self._memo: dict[Hashable, Any] = {}
-
-    def memo(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """Cache a measure-specific per-layer product (e.g. an RBF kernel for one bandwidth) on the layer."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
 
     @property
     def device(self) -> torch.device:
