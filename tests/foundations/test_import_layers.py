@@ -175,6 +175,31 @@ def test_every_module_imports_alone_and_light_modules_stay_torch_free():
     assert set(LIGHT_MODULES) <= set(modules)  # the list names real modules
 
 
+# The heavy pair jobs' stage modules: importing scipy.stats costs ~0.7 s of CPU per job (x ~40 jobs of
+# the default run); these modules and what they import at module level must not need it.
+SCIPY_STATS_FREE = [
+    "repmatch.similarity.stages", "repmatch.similarity.registry", "repmatch.similarity.grid",
+    "repmatch.similarity.bootstrap", "repmatch.similarity.rsa", "repmatch.stitching.grid",
+    "repmatch.sensitivity.cross_network", "repmatch.sensitivity.within_network", "repmatch.subspace_match.stages",
+    "repmatch.backbone.stages", "repmatch.uncertainty.intervals", "repmatch.uncertainty.significance",
+]  # fmt: skip
+
+
+def test_pair_job_modules_do_not_import_scipy_stats():
+    script = "import importlib, json, sys\n" \
+             "bad = []\n" \
+             "for name in json.loads(sys.argv[1]):\n" \
+             "    importlib.import_module(name)\n" \
+             "    if 'scipy.stats' in sys.modules:\n" \
+             "        bad.append(name)\n" \
+             "        break\n" \
+             "print(json.dumps(bad))"
+    run = subprocess.run([sys.executable, "-c", script, json.dumps(SCIPY_STATS_FREE)], cwd=REPO, env=_env(),
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [], "imports scipy.stats at module level"
+
+
 def test_test_file_names_are_unique():
     """Test modules keep unique file names: tests/ has no ``__init__.py`` (pytest's default import mode
     imports each by its basename, and workflow_runs.py / byo_factories.py are imported by name)."""

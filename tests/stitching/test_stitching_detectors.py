@@ -10,7 +10,7 @@ from torch import nn
 from repmatch.networks import StitchableNet
 from repmatch.settings import section_settings
 from repmatch.stitching.detectors import energy, energy_oe_loss, fit_detectors, outlier_images, sanity_check
-from repmatch.stitching.ood_metrics import average_precision, detection_metrics, fpr_at_95_tpr
+from repmatch.stitching.ood_metrics import auroc, average_precision, average_ranks, detection_metrics, fpr_at_95_tpr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -94,3 +94,16 @@ def test_detector_separates_planted_outliers_and_keeps_held_out_data_in():
             sanity = sanity_check(det, net, layer, x, x_test, x_corrupt=noisy)
             assert sanity["sanity_in_rate"] > 0.85, (layer, sanity)  # held-out real data is kept in
             assert sanity["sanity_corrupt_auroc"] > 0.8, (layer, sanity)  # additive noise it never saw
+
+
+def test_average_ranks_equal_scipy_rankdata_and_auroc_a_naive_pair_count():
+    """Average ranks with ties (scipy's rankdata 'average' as the reference) and the AUROC built on
+    them against the naive count over all (positive, negative) pairs, ties counting 1/2."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(3)
+    for v in (rng.normal(size=50), rng.integers(0, 5, size=40).astype(float), np.array([2.0]), np.zeros(7)):
+        np.testing.assert_array_equal(average_ranks(v), rankdata(v))
+    pos, neg = rng.integers(0, 6, size=30).astype(float), rng.integers(0, 6, size=25).astype(float)
+    naive = np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
+    assert auroc(pos, neg) == pytest.approx(naive, abs=1e-12)

@@ -246,6 +246,24 @@ def test_mcnemar_one_sided_hand_computed():
     assert mcnemar_one_sided_pvalue(0, 0) == 1.0
 
 
+def test_mcnemar_exact_sums_match_scipy_binomial_on_a_grid():
+    """The exact integer sums equal scipy's binomial tail (a reference computed another way) for every
+    discordant split up to m = 60, and stay finite and in [0, 1] far out (m = 5000)."""
+    from scipy import stats
+
+    for m in range(1, 61):
+        for b in range(m + 1):
+            c, k = m - b, min(b, m - b)
+            assert mcnemar_pvalue(b, c, "exact") == pytest.approx(min(1.0, 2 * stats.binom.cdf(k, m, 0.5)), rel=1e-12, abs=1e-300)
+            midp = min(1.0, 2 * stats.binom.cdf(k, m, 0.5) - stats.binom.pmf(k, m, 0.5))
+            assert mcnemar_pvalue(b, c, "midp") == pytest.approx(midp, rel=1e-12, abs=1e-300)
+            assert mcnemar_one_sided_pvalue(b, c, "exact") == pytest.approx(stats.binom.sf(b - 1, m, 0.5), rel=1e-12, abs=1e-300)
+            one_mid = stats.binom.sf(b, m, 0.5) + 0.5 * stats.binom.pmf(b, m, 0.5)
+            assert mcnemar_one_sided_pvalue(b, c, "midp") == pytest.approx(one_mid, rel=1e-12, abs=1e-300)
+    far = mcnemar_one_sided_pvalue(2600, 2400, "midp")
+    assert 0.0 < far < 0.01 and mcnemar_one_sided_pvalue(2400, 2600, "midp") > 0.99
+
+
 def test_holm_hand_computed_and_nan():
     p = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
     # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 #: The functional scores whose drop an index must track: a linear probe's accuracy on the rank-r
 #: representation, and the network's own accuracy with the rank-r layer fed forward.
@@ -60,6 +59,8 @@ def rank_correlations(dissimilarity: Sequence[float], drop: Sequence[float], *, 
             warnings.warn(f"{what}: {side} is constant over {arr.size} points; the rank correlation is NaN",
                           ConstantInputWarning, stacklevel=2)
             return nan
+    from scipy import stats  # here, not at import: ~0.7 s that the pair jobs importing this module never need
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.ConstantInputWarning)  # decided above
         sp = stats.spearmanr(d, f)

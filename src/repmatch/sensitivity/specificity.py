@@ -42,7 +42,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .dissimilarity import index_dissimilarity
 
@@ -64,6 +63,8 @@ STRATIFIED_COLUMNS = ["method", "gap", "n_layers", "n_layers_defined", "layers",
 def spearman_rows(distance: np.ndarray, gaps: np.ndarray) -> np.ndarray:
     """Spearman's rho of ``distance`` (n,) with each row of ``gaps`` (P, n): average ranks (ties),
     then Pearson of the ranks, all rows in one matrix product. A constant side gives NaN."""
+    from scipy import stats  # in the functions: ~0.7 s of import, needed by the aggregate job only
+
     rd = stats.rankdata(distance)
     rg = stats.rankdata(np.atleast_2d(gaps), axis=1)
     rd = rd - rd.mean()
@@ -118,6 +119,8 @@ def jackknife_interval(estimate: float, replicates: np.ndarray, *, level: float)
     if n < 3 or not np.all(np.isfinite(r)) or not np.isfinite(estimate):
         return float("nan"), float("nan")
     se = np.sqrt((n - 1) / n * np.sum((r - r.mean()) ** 2))
+    from scipy import stats
+
     half = stats.t.ppf(0.5 + level / 2, n - 1) * se
     return float(max(estimate - half, -1.0)), float(min(estimate + half, 1.0))
 

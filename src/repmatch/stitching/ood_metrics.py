@@ -8,7 +8,20 @@ scores of :mod:`.scores` and the learned energy detectors of :mod:`.detectors`: 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
+
+
+def average_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of a 1-d array, ties sharing their average rank (scipy.stats.rankdata's 'average',
+    without importing scipy.stats, ~0.7 s per stitching job)."""
+    v = np.asarray(v).ravel()
+    order = np.argsort(v, kind="stable")
+    sv = v[order]
+    starts = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]])
+    ends = np.r_[starts[1:], sv.size]  # one past each tie block
+    mean_rank = (starts + 1 + ends) / 2.0  # average of the positions starts+1 .. ends
+    ranks = np.empty(sv.size, dtype=np.float64)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -18,7 +31,7 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
         raise ValueError("AUROC needs at least one positive and one negative score")
     if not (np.isfinite(positive).all() and np.isfinite(negative).all()):
         raise ValueError("AUROC got NaN/Inf scores")
-    ranks = rankdata(np.concatenate([positive, negative]))
+    ranks = average_ranks(np.concatenate([positive, negative]))
     n_pos, n_neg = positive.size, negative.size
     u = ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))

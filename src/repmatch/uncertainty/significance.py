@@ -19,13 +19,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
+from math import comb
 
 import numpy as np
-from scipy import stats
 
 from .intervals import clopper_pearson_interval, wilson_interval
 
 # --- stitching: McNemar --------------------------------------------------------------------------
+
+
+def _half_binomial_mass(m: int, lo: int, hi: int) -> Fraction:
+    """P(lo <= X <= hi) for X ~ Bin(m, 1/2), exactly (integer binomial coefficients over 2^m).
+
+    Exact rather than scipy's incomplete beta: McNemar's counts are small integers, the sum is
+    cheap, and a stitching pair job need not import scipy.stats (~0.7 s) for it."""
+    lo, hi = max(lo, 0), min(hi, m)
+    return Fraction(sum(comb(m, i) for i in range(lo, hi + 1)), 2**m) if lo <= hi else Fraction(0)
+
 
 
 @dataclass(frozen=True)
@@ -66,9 +77,10 @@ def mcnemar_pvalue(b: int, c: int, method: str = "midp") -> float:
     if m == 0:
         return 1.0
     k = min(b, c)
+    cdf = _half_binomial_mass(m, 0, k)
     if method == "exact":
-        return float(min(1.0, 2.0 * stats.binom.cdf(k, m, 0.5)))
-    return float(min(1.0, 2.0 * stats.binom.cdf(k, m, 0.5) - stats.binom.pmf(k, m, 0.5)))
+        return float(min(Fraction(1), 2 * cdf))
+    return float(min(Fraction(1), 2 * cdf - _half_binomial_mass(m, k, k)))
 
 
 def mcnemar_one_sided_pvalue(b: int, c: int, method: str = "midp") -> float:
@@ -82,8 +94,8 @@ def mcnemar_one_sided_pvalue(b: int, c: int, method: str = "midp") -> float:
     if m == 0:
         return 1.0
     if method == "exact":
-        return float(stats.binom.sf(b - 1, m, 0.5))
-    return float(stats.binom.sf(b, m, 0.5) + 0.5 * stats.binom.pmf(b, m, 0.5))
+        return float(_half_binomial_mass(m, b, m))
+    return float(_half_binomial_mass(m, b + 1, m) + _half_binomial_mass(m, b, b) / 2)
 
 
 # --- multiple comparisons ------------------------------------------------------------------------
@@ -207,6 +219,8 @@ def binomial_test_vs_chance(k: int, n: int, chance: float, level: float = 0.95, 
         lo, hi = clopper_pearson_interval(k, n, level)
     else:
         raise ValueError(f"interval must be wilson or clopper_pearson, got {interval!r}")
+    from scipy import stats
+
     p = float(stats.binom.sf(k - 1, n, chance))  # P(X >= k)
     return BinomialVsChance(int(k), int(n), k / n, float(chance), float(lo), float(hi), p, interval)
 
