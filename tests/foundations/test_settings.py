@@ -197,3 +197,18 @@ def test_shipped_configs_load(repo_root):
     for path in sorted((repo_root / "config").glob("*.yaml")):  # their data_root lives on a cluster
         s = load_settings(path)
         assert s.data.name != "mnist5k" and s.data.data_root
+
+
+def test_knn_k_beyond_the_probe_set_is_refused_before_any_job():
+    """k nearest neighbours need k <= n_probe - 2 (the sample and one copy of it are never neighbours):
+    a larger k is a config error naming the key, not a failure inside every pair job."""
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    base["data"]["n_probe"] = 50
+    base["similarity"]["knn_k"] = 48
+    checked_settings(base)  # the largest k that fits
+    base["similarity"]["knn_k"] = 49
+    with pytest.raises(ConfigError, match=r"at similarity.knn_k: 49 .*\[1, 48\]"):
+        checked_settings(base)
+    base["similarity"]["measures"] = ["linear_cka"]  # no k-NN measure: k is never used
+    base["sensitivity"]["measures"] = None
+    checked_settings(base)
