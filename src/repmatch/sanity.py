@@ -111,6 +111,10 @@ def _tie(value: float, own: float, tol: float) -> bool:
     return abs(value - own) <= tol + RELATIVE_TIE * max(1.0, abs(own))
 
 
+# The test behind a family's p_column / p_row (stitching: repmatch.stitching.grid.accuracy_uncertainty)
+TEST_OF_FAMILY = {"stitching": "mcnemar", "similarity": "paired_bootstrap"}
+
+
 def more_similar_than_itself(scores: pd.DataFrame, *, alpha: float | None = None, correction: str | None = None) -> pd.DataFrame:
     """One row per (family, method, metric, model pair, direction, layer with a counterpart).
 
@@ -118,9 +122,9 @@ def more_similar_than_itself(scores: pd.DataFrame, *, alpha: float | None = None
     estimates); ``n_better_significant``: those whose one-sided p-value (``p_column`` for the
     column direction, ``p_row`` for the row direction), corrected over the group's candidates
     that carry a p-value (``correction``: Holm or none), is <= ``alpha``. NaN when a raw better
-    cell has no p-value. Ties are never significant. ``test``: ``paired_bootstrap`` when some
-    candidate of the group carries a p-value, ``none`` otherwise; the label is the same for
-    stitched accuracy, whose p-values are McNemar tests (see the module docstring).
+    cell has no p-value. Ties are never significant. ``test``: the test behind the group's p-values
+    when some candidate carries one (:data:`TEST_OF_FAMILY`: McNemar for stitched accuracy on the
+    same test images, the paired bootstrap for similarity indices), ``none`` otherwise.
     """
     defaults = _uncertainty_defaults()
     alpha = defaults.alpha if alpha is None else alpha
@@ -166,7 +170,7 @@ def more_similar_than_itself(scores: pd.DataFrame, *, alpha: float | None = None
                     "self_value": own, "n_candidates": len(others), "n_better": len(better), "n_ties": len(ties),
                     "best_other_value": best, "better_layers": ";".join(better), "tie_layers": ";".join(ties),
                     "n_better_significant": n_significant, "significant_layers": ";".join(significant),
-                    "p_min_adjusted": p_min, "test": "paired_bootstrap" if tested else "none", "alpha": alpha,
+                    "p_min_adjusted": p_min, "test": TEST_OF_FAMILY.get(family, "paired_bootstrap") if tested else "none", "alpha": alpha,
                     "correction": correction,
                 })  # fmt: skip
     return pd.DataFrame(rows, columns=MSTI_COLUMNS)

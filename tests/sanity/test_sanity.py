@@ -279,3 +279,20 @@ def test_counterpart_pvalues_match_a_naive_count(larger):
             np.testing.assert_equal(p_col[i, j], want_col)
             np.testing.assert_equal(p_row[i, j], want_row)
     assert np.isnan(p_col[:, 2]).all() and np.isnan(p_row[2]).all()  # no counterparts: l2 of B, only_a of A
+
+
+def test_the_test_column_names_mcnemar_for_stitching_and_the_bootstrap_for_indices():
+    """Stitched accuracy's p-values are McNemar tests, a similarity index's paired-bootstrap ones: the
+    table says which, per family."""
+    rows = []
+    for family in ("stitching", "similarity"):
+        for la, lb, v, p in (("l0", "l0", 0.90, np.nan), ("l1", "l1", 0.80, np.nan), ("l0", "l1", 0.85, 0.01), ("l1", "l0", 0.5, 0.9)):
+            rows.append({"family": family, "method": "tlm" if family == "stitching" else "linear_cka", "metric": "accuracy",
+                         "model_a": "m_seed0", "model_b": "m_seed1", "layer_a": la, "layer_b": lb, "index_a": int(la[1]),
+                         "index_b": int(lb[1]), "value": v, "p_column": p, "p_row": p, "larger_is_better": True,
+                         "tie_tolerance": 0.0})  # fmt: skip
+    msti = more_similar_than_itself(pd.DataFrame(rows), alpha=0.05, correction="none")
+    assert set(msti.loc[msti["family"] == "stitching", "test"]) == {"mcnemar"}
+    assert set(msti.loc[msti["family"] == "similarity", "test"]) == {"paired_bootstrap"}
+    beaten = msti[(msti["direction"] == "column") & (msti["layer"] == "l1")]
+    assert (beaten["n_better_significant"] == 1).all()
