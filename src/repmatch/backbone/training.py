@@ -27,6 +27,7 @@ from ..data import ArrayDataset, Splits
 from ..networks.checkpoints import load_torch, save_torch
 from ..networks.stitchable import StitchableNet
 from ..networks.zoo import build_model
+from ..optim import SGD, Adam, AdamW, Optimizer
 
 if TYPE_CHECKING:
     from ..settings import TrainSettings
@@ -74,13 +75,20 @@ def evaluate(model: StitchableNet, dataset: ArrayDataset, device: torch.device |
     return {"accuracy": correct / len(dataset), "loss": loss_sum / len(dataset)}
 
 
-def _optimizer(model: torch.nn.Module, train: TrainSettings) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, train: TrainSettings) -> Optimizer:
+    """torch.optim's arithmetic without its torch._dynamo import (repmatch.optim: bitwise the same weights)."""
     lr, wd = train.lr, train.weight_decay
     if train.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
+        return Adam(model.parameters(), lr=lr, weight_decay=wd)
     if train.optimizer == "adamw":  # decoupled weight decay, what ViTs are trained with
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+        return AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    return SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+
+
+def _cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based): cosine decay from ``base_lr`` to 0 over
+    ``total_steps``, the value torch's ``LambdaLR(opt, lambda s: 0.5 * (1 + cos(pi * s / total)))`` sets."""
+    return base_lr * (0.5 * (1 + math.cos(math.pi * step / total_steps)))
 
 
 def _rng_states(gen: torch.Generator) -> dict[str, Any]:
@@ -136,9 +144,8 @@ def train_model(
     model.to(device).train()
     opt = _optimizer(model, train)
     steps_per_epoch = math.ceil(len(splits.train) / batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / (epochs * steps_per_epoch)))
-    )
+    step = 0  # optimizer steps taken, the schedule's position: saved as {"scheduler": {"last_epoch": step}},
+    # the key torch's LambdaLR used, so a state saved before repmatch.optim resumes too
     gen = torch.Generator().manual_seed(seed)
     x_all, y_all = torch.from_numpy(splits.train.x), torch.from_numpy(splits.train.y)
     history: list[dict[str, float]] = []
@@ -149,7 +156,7 @@ def train_model(
         if state.get("key") == key:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
+            step = int(state["scheduler"]["last_epoch"])
             _set_rng_states(gen, state["rng"])
             history, done, elapsed_before = list(state["history"]), int(state["epoch"]), float(state["seconds"])
             log.info("resumed from %s after epoch %d/%d", state_path, done, epochs)
@@ -174,8 +181,10 @@ def train_model(
                 raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}, step {s}: lower train.lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for group in opt.param_groups:
+                group["lr"] = _cosine_lr(train.lr, step, epochs * steps_per_epoch)
             opt.step()
-            sched.step()
+            step += 1
             loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(splits.train), "train_accuracy": correct / len(splits.train)})
@@ -184,7 +193,7 @@ def train_model(
                  history[-1]["train_accuracy"], time.perf_counter() - epoch_start)  # fmt: skip
         if state_path is not None and epoch + 1 < epochs:
             save_torch({"key": key, "epoch": epoch + 1, "history": history, "model": model.state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_states(gen),
+                        "optimizer": opt.state_dict(), "scheduler": {"last_epoch": step}, "rng": _rng_states(gen),
                         "seconds": elapsed_before + time.perf_counter() - start_time}, state_path)  # fmt: skip
         if after_epoch is not None:
             after_epoch(epoch + 1)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..optim import Adam
 from .lowrank import LowRankBasis
 
 
@@ -86,7 +87,7 @@ def train_probe(
     with torch.no_grad():
         lin.weight.copy_(0.01 * torch.randn(lin.weight.shape, generator=gen))
         lin.bias.zero_()
-    opt = torch.optim.Adam(lin.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = Adam(lin.parameters(), lr=lr, weight_decay=weight_decay)  # torch.optim.Adam's arithmetic, no torch._dynamo import
     n = x.shape[0]
     with torch.enable_grad():  # callers may run under no_grad (feature extraction)
         for _ in range(epochs):

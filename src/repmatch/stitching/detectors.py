@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..networks.stitchable import StitchableNet
+from ..optim import Adam
 from ..settings import DetectorSettings
 from .network import freeze
 from .ood_metrics import auroc
@@ -204,21 +205,23 @@ def fit_detectors(
 
     for d in dets.values():
         d.train()
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = Adam(params, lr=cfg.lr)  # repmatch.optim: torch.optim.Adam's arithmetic without importing torch._dynamo
     total = max(cfg.epochs * math.ceil(n / cfg.batch_size), 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    step = 0
     for _ in range(cfg.epochs):
         for idx in batches():
             with torch.no_grad():
                 feats = model_b.features(x_t[idx], layers)
             opt.zero_grad(set_to_none=True)
             sum(F.cross_entropy(dets[name](feats[name]), y_t[idx]) for name in layers).backward()
+            # cosine decay per step: the value LambdaLR(opt, lambda s: 0.5 * (1 + cos(pi * min(s, total) / total))) set
+            opt.param_groups[0]["lr"] = cfg.lr * (0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
             opt.step()
-            sched.step()
+            step += 1
     if cfg.oe_epochs > 0:
         out_x = outlier_images(x, y, n, cfg.seed + 1) if outliers is None else outliers
         out_t = torch.from_numpy(np.ascontiguousarray(out_x)).to(device)
-        opt = torch.optim.Adam(params, lr=cfg.oe_lr)
+        opt = Adam(params, lr=cfg.oe_lr)
         for _ in range(cfg.oe_epochs):
             for idx in batches():
                 idx_out = torch.randint(0, len(out_t), (len(idx),), generator=gen).to(device)

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..networks.stitchable import StitchableNet
+from ..optim import Adam
 from ..settings import StitchingSettings, TLMSettings, section_settings
 from .layer import Stitch
 from .network import Cell, freeze, group_by_back
@@ -225,7 +226,7 @@ class _Schedule:
         self.warmup = round(cfg.warmup_epochs * self.per_epoch)
         self.cfg = cfg
 
-    def set(self, opt: torch.optim.Optimizer, step: int) -> None:
+    def set(self, opt: Adam, step: int) -> None:
         value = lr_at(step, self.total, lr=self.cfg.lr, schedule=self.cfg.schedule, warmup_steps=self.warmup,
                       final_fraction=self.cfg.final_lr_fraction)
         for group in opt.param_groups:
@@ -249,9 +250,10 @@ def _inputs(x_all: torch.Tensor, idx: torch.Tensor, cfg: TLMConfig, aug_gen: tor
     return xb if aug_gen is None else augment_batch(xb, aug_gen, fill=fill)
 
 
-def _adam(params: list[torch.nn.Parameter], cfg: TLMConfig) -> torch.optim.Adam:
-    """The stitches' optimizer (the same for the stacked and the one-at-a-time loop, so they stay equal)."""
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+def _adam(params: list[torch.nn.Parameter], cfg: TLMConfig) -> Adam:
+    """The stitches' optimizer (the same for the stacked and the one-at-a-time loop, so they stay equal);
+    repmatch.optim's Adam: torch.optim.Adam's foreach arithmetic without importing torch._dynamo."""
+    return Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def _raise_if_diverged(losses: torch.Tensor, cells: Sequence[Cell], epoch: int) -> None:
