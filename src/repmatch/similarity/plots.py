@@ -21,40 +21,61 @@ from ..plotting import draw_layer_grid, plt, save_figure
 from .registry import get_measure
 
 
-def oriented_grid(table: pd.DataFrame, method: str, model_x: str, model_y: str, symmetric: bool) -> pd.DataFrame | None:
+#: ``(model_a, model_b) -> layer_a x layer_b grid`` of one method, as stored (see :func:`stored_grids`).
+Grids = dict[tuple[str, str], pd.DataFrame]
+
+
+def stored_grids(table: pd.DataFrame, method: str) -> Grids:
+    """Every stored ``(model_a, model_b)`` grid of ``method`` (layers in network order), in table order.
+
+    One pass over the table per method: the figures of a measure look their panels up here instead
+    of filtering and pivoting the whole table once per panel.
+    """
+    sub = table[table["method"] == method]
+    return {(str(a), str(b)): _pivot(part) for (a, b), part in sub.groupby(["model_a", "model_b"], sort=False)}
+
+
+def oriented_grid(table: pd.DataFrame, method: str, model_x: str, model_y: str, symmetric: bool,
+                  grids: Grids | None = None) -> pd.DataFrame | None:  # fmt: skip
     """value(x_i, y_j) as a layer_x x layer_y frame (layers in network order), or None if absent.
 
     Symmetric measures are stored once per unordered pair; the other orientation is the transpose.
+    ``grids`` (``stored_grids(table, method)``) spares the look-up in ``table``.
     """
-    sub = table[(table["method"] == method) & (table["model_a"] == model_x) & (table["model_b"] == model_y)]
-    if not sub.empty:
-        return _pivot(sub)
-    if symmetric:
-        sub = table[(table["method"] == method) & (table["model_a"] == model_y) & (table["model_b"] == model_x)]
-        if not sub.empty:
-            return _pivot(sub).T
+    grids = stored_grids(table, method) if grids is None else grids
+    if (model_x, model_y) in grids:
+        return grids[(model_x, model_y)]
+    if symmetric and (model_y, model_x) in grids:
+        return grids[(model_y, model_x)].T
     return None
 
 
 def _pivot(sub: pd.DataFrame) -> pd.DataFrame:
+    """Mean value per (index_a, index_b) cell over the rows (NaN rows skipped, as pandas' mean does),
+    rows and columns in index order and named by their layer; a cell with no value is NaN."""
     names_a = dict(zip(sub["index_a"], sub["layer_a"]))
     names_b = dict(zip(sub["index_b"], sub["layer_b"]))
-    grid = sub.pivot_table(index="index_a", columns="index_b", values="value", aggfunc="mean", dropna=False)
-    grid = grid.sort_index(axis=0).sort_index(axis=1)
-    grid.index = [names_a[i] for i in grid.index]
-    grid.columns = [names_b[j] for j in grid.columns]
-    return grid
+    rows, r = np.unique(sub["index_a"].to_numpy(), return_inverse=True)
+    cols, c = np.unique(sub["index_b"].to_numpy(), return_inverse=True)
+    v = sub["value"].to_numpy(dtype=float)
+    ok = ~np.isnan(v)
+    total = np.zeros((rows.size, cols.size))
+    count = np.zeros((rows.size, cols.size))
+    np.add.at(total, (r[ok], c[ok]), v[ok])
+    np.add.at(count, (r[ok], c[ok]), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1.0), np.nan)
+    return pd.DataFrame(mean, index=[names_a[i] for i in rows], columns=[names_b[j] for j in cols])
 
 
 def _models(table: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(list(table["model_a"]) + list(table["model_b"])))
 
 
-def _stored_pairs(table: pd.DataFrame, method: str) -> list[tuple[str, str]]:
+def _stored_pairs(table: pd.DataFrame, method: str, grids: Grids | None = None) -> list[tuple[str, str]]:
     """Model pairs in table order, each unordered pair once (asymmetric measures store both)."""
     seen: list[tuple[str, str]] = []
-    sub = table[table["method"] == method]
-    for pair in dict.fromkeys(zip(sub["model_a"], sub["model_b"])):
+    for pair in stored_grids(table, method) if grids is None else grids:
         if (pair[1], pair[0]) not in seen:
             seen.append(pair)
     return seen
@@ -66,10 +87,13 @@ def _limits(table: pd.DataFrame, method: str) -> tuple[float | None, float | Non
     return (float(v.min()), float(v.max())) if v.size else (None, None)
 
 
-def plot_pairs(table: pd.DataFrame, method: str, stem: str | os.PathLike[str]) -> list[Path]:
-    """One panel per model pair (rows: layers of model_a, columns: layers of model_b)."""
+def plot_pairs(table: pd.DataFrame, method: str, stem: str | os.PathLike[str], *, grids: Grids | None = None) -> list[Path]:
+    """One panel per model pair (rows: layers of model_a, columns: layers of model_b).
+
+    ``grids``: ``stored_grids(table, method)`` when the caller has it already."""
     m = get_measure(method)
-    pairs = _stored_pairs(table, method)
+    grids = stored_grids(table, method) if grids is None else grids
+    pairs = _stored_pairs(table, method, grids)
     if not pairs:
         raise ValueError(f"no rows for method {method!r} in the similarity table")
     ncol = min(3, len(pairs))
@@ -78,10 +102,10 @@ def plot_pairs(table: pd.DataFrame, method: str, stem: str | os.PathLike[str]) -
     vmin, vmax = _limits(table, method)
     image = None
     for ax, (x, y) in zip(axes.ravel(), pairs):
-        grid = oriented_grid(table, method, x, y, m.symmetric)
+        grid = oriented_grid(table, method, x, y, m.symmetric, grids)
         assert grid is not None
         image = draw_layer_grid(ax, grid, title=f"{x} vs {y}", xlabel=y, ylabel=x, vmin=vmin, vmax=vmax, annotate=False)
-    for ax in axes.ravel()[len(pairs):]:
+    for ax in axes.ravel()[len(pairs) :]:
         ax.axis("off")
     fig.suptitle(f"{method} ({'higher' if m.larger_is_similar else 'lower'} = more similar)")
     if image is not None:
@@ -89,23 +113,25 @@ def plot_pairs(table: pd.DataFrame, method: str, stem: str | os.PathLike[str]) -
     return save_figure(fig, stem)
 
 
-def cross_seed_grids(table: pd.DataFrame, method: str) -> list[pd.DataFrame]:
+def cross_seed_grids(table: pd.DataFrame, method: str, grids: Grids | None = None) -> list[pd.DataFrame]:
     """value(x_i, y_j) of every ordered pair of different models (empty with one model).
 
     Only grids with the first grid's layers are kept: networks with other layers (external
     activations) are not seeds of the same network and cannot be averaged with them.
     """
     m = get_measure(method)
-    grids: list[pd.DataFrame] = []
+    grids = stored_grids(table, method) if grids is None else grids
+    out: list[pd.DataFrame] = []
     models = _models(table)
     for x in models:
         for y in models:
             if x != y:
-                g = oriented_grid(table, method, x, y, m.symmetric)
-                if g is not None and (not grids or (list(g.index) == list(grids[0].index)
-                                                    and list(g.columns) == list(grids[0].columns))):
-                    grids.append(g)
-    return grids
+                g = oriented_grid(table, method, x, y, m.symmetric, grids)
+                if g is None:
+                    continue
+                if not out or (list(g.index), list(g.columns)) == (list(out[0].index), list(out[0].columns)):
+                    out.append(g)
+    return out
 
 
 def cross_seed_mean(table: pd.DataFrame, method: str) -> pd.DataFrame | None:
@@ -136,12 +162,14 @@ def overlaps_diagonal(ci_low: np.ndarray, ci_high: np.ndarray, rows: Sequence[st
     return out
 
 
-def plot_cross_seed(table: pd.DataFrame, method: str, stem: str | os.PathLike[str], *, level: float) -> list[Path]:
+def plot_cross_seed(table: pd.DataFrame, method: str, stem: str | os.PathLike[str], *, level: float,
+                    grids: Grids | None = None) -> list[Path]:  # fmt: skip
     """Seed-averaged cross-seed heatmap with the number of pairs; a dot marks cells whose ``level`` t interval
-    over the pairs overlaps the column's diagonal cell's. A placeholder figure when only one seed is configured."""
+    over the pairs overlaps the column's diagonal cell's. A placeholder figure when only one seed is configured.
+    ``grids``: ``stored_grids(table, method)`` when the caller has it already."""
     from ..uncertainty.intervals import across_pairs
 
-    grids = cross_seed_grids(table, method)
+    grids = cross_seed_grids(table, method, grids)
     fig, ax = plt.subplots(figsize=(5.5, 4.8))
     if not grids:
         ax.axis("off")

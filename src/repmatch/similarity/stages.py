@@ -55,7 +55,7 @@ def pair_stage(
     )  # fmt: skip
     point_s = time.perf_counter() - start
     log.info("%s vs %s: %d values (%d NaN) for %s on %s in %.2f s (conv_mode=%s)", model_a, model_b, len(df),
-             int(df["value"].isna().sum()), ",".join(settings.measures), device, point_s, settings.conv_mode)
+             int(df["value"].isna().sum()), ",".join(settings.measures), device, point_s, settings.conv_mode)  # fmt: skip
     df = add_bootstrap_columns(df, acts_a, acts_b, model_a, model_b, settings, uncertainty, device, log)
     write_table(df, out)
     return df
@@ -105,14 +105,15 @@ def figures_stage(*, settings: SimilaritySettings, uncertainty: UncertaintySetti
     """Heatmaps of every measure; ``outputs`` maps ``<measure>_<kind>_<fmt>`` to paths (``repmatch.paths``);
     the cross-seed figure's intervals over pairs use ``uncertainty.level``."""
     from ..plotting import stem
-    from .plots import FIGURE_KINDS, PLOTS
+    from .plots import FIGURE_KINDS, PLOTS, stored_grids
 
     df = read_table(table)
     written: list[Path] = []
     for measure in settings.measures:
+        grids = stored_grids(df, measure)  # pivoted once, shared by the measure's figures
         for kind in FIGURE_KINDS:
             extra = {"level": uncertainty.level} if kind == "cross_seed" else {}
-            written += PLOTS[kind](df, measure, stem(outputs[f"{measure}_{kind}_png"]), **extra)
+            written += PLOTS[kind](df, measure, stem(outputs[f"{measure}_{kind}_png"]), grids=grids, **extra)
     missing = sorted({str(p) for p in outputs.values()} - {str(p) for p in written})
     if missing:
         raise RuntimeError(f"similarity figures not produced: {missing}")
