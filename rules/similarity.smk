@@ -15,6 +15,9 @@ rule similarity_pair:
     conda:
         "../envs/torch.yaml"
     threads: SETTINGS.similarity.threads
+    # after the stitching grids (10): the pair tables feed the longest figure job, which then runs
+    # beside the remaining jobs instead of alone at the end
+    priority: 5
     params:
         similarity=result_params(SETTINGS.similarity),
         uncertainty=SETTINGS.uncertainty.bootstrap_params(),
@@ -29,6 +32,7 @@ rule similarity_aggregate:
         paths.aggregate("similarity"),
     log:
         paths.log("similarity", "aggregate"),
+    priority: 5
     conda:
         "../envs/tables.yaml"
     script:
@@ -47,6 +51,7 @@ rule similarity_figures:
         ),
     log:
         paths.log("similarity", "figures"),
+    priority: 5
     conda:
         "../envs/tables.yaml"
     params:
