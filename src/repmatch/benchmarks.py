@@ -85,7 +85,8 @@ def format_stage_times(table: pd.DataFrame, elapsed_s: float | None = None) -> s
         lines.append(f"{r.stage:<13}{r.jobs:>5}{r.wall_s:>10.1f}{r.cpu_time_s:>10.1f}  {r.longest_job} ({r.longest_wall_s:.1f} s)")
     lines.append(f"{'total':<13}{int(per_stage['jobs'].sum()):>5}{per_stage['wall_s'].sum():>10.1f}{per_stage['cpu_time_s'].sum():>10.1f}")
     if elapsed_s is not None:
-        lines.append(f"this run took {elapsed_s / 60:.0f} min {elapsed_s % 60:04.1f} s wall")
+        minutes, seconds = divmod(elapsed_s, 60.0)
+        lines.append(f"this run took {int(minutes)} min {seconds:04.1f} s wall")
     return "\n".join(lines)
 
 

@@ -69,6 +69,8 @@ def test_stage_times_sum_per_stage_in_pipeline_order_and_the_report_names_every_
     assert per_stage.loc["train", "cpu_time_s"] == 43.0 and per_stage.loc["train", "longest_job"] == "m1"
     text = format_stage_times(benchmark_table(files), elapsed_s=125.0)
     assert "total" in text and "233.5" in text and "2 min 05.0 s" in text
+    # minutes are whole minutes, never rounded up: 7 min 53.6 s is not "8 min 53.6 s"
+    assert "7 min 53.6 s" in format_stage_times(benchmark_table(files), elapsed_s=473.6)
     assert "was not made" in stage_time_report(tmp_path / "missing.csv")
     summary = tmp_path / "summary.csv"
     benchmark_table(files).to_csv(summary, index=False)
