@@ -40,7 +40,14 @@ def set_determinism(seed: int, threads: int | None = None) -> None:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    torch.use_deterministic_algorithms(True, warn_only=False)
+    # torch.use_deterministic_algorithms also sets torch._inductor's flag, and importing torch._inductor
+    # costs ~1.9 s per training job; repmatch never compiles, so only the kernel switch is needed (the
+    # same call the public function makes). Fall back to the public function if torch renames it.
+    switch = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if switch is None:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+    else:
+        switch(True, warn_only=False)
     torch.backends.cudnn.benchmark = False
 
 
