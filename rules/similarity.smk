@@ -12,12 +12,12 @@ rule similarity_pair:
         paths.log("similarity", "{pair}"),
     benchmark:
         paths.benchmark("similarity", "{pair}")
-    conda:
-        "../envs/torch.yaml"
-    threads: SETTINGS.similarity.threads
     # after the stitching grids (10): the pair tables feed the longest figure job, which then runs
     # beside the remaining jobs instead of alone at the end
     priority: 5
+    conda:
+        "../envs/torch.yaml"
+    threads: SETTINGS.similarity.threads
     params:
         similarity=result_params(SETTINGS.similarity),
         uncertainty=SETTINGS.uncertainty.bootstrap_params(),

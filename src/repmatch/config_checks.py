@@ -129,6 +129,9 @@ def check_semantics(s: Settings) -> None:
     if knn_users and not 1 <= s.similarity.knn_k <= s.data.n_probe - 2:
         errors.append(f"  at similarity.knn_k: {s.similarity.knn_k} neighbours per sample, but {sorted(set(knn_users))} need it in "
                       f"[1, data.n_probe - 2] = [1, {s.data.n_probe - 2}] (a sample and one copy of it are never its neighbours)")
+    unknown = [m for m in s.uncertainty.bootstrap_skip if m not in known]
+    if unknown:
+        errors.append(f"  at uncertainty.bootstrap_skip: unknown measures {unknown}; registered: {sorted(known)}")
     if s.uncertainty.bootstrap_measures is not None:
         unknown = [m for m in s.uncertainty.bootstrap_measures if m not in known]
         if unknown:

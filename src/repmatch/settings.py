@@ -262,16 +262,18 @@ class UncertaintySettings:
     mcnemar: str
     n_permutations: int
     bootstrap_measures: tuple[str, ...] | None
+    bootstrap_skip: tuple[str, ...] = ()
 
     def bootstrapped(self, measures: typing.Sequence[str]) -> list[str]:
         """The configured measures that get bootstrap intervals (none when ``bootstrap`` is 0)."""
         if self.bootstrap == 0:
             return []
-        return [m for m in measures if self.bootstrap_measures is None or m in self.bootstrap_measures]
+        return [m for m in measures if (self.bootstrap_measures is None or m in self.bootstrap_measures)
+                and m not in self.bootstrap_skip]
 
     def bootstrap_params(self) -> dict[str, Any]:
         """What changes the similarity pair tables (Snakemake's rerun trigger of ``similarity_pair``)."""
-        return {k: getattr(self, k) for k in ("bootstrap", "level", "seed", "bootstrap_measures")}
+        return {k: getattr(self, k) for k in ("bootstrap", "level", "seed", "bootstrap_measures", "bootstrap_skip")}
 
 
 @dataclass(frozen=True)

@@ -186,8 +186,8 @@ def test_readme_config_overrides_work_on_the_command_line(tmp_path):
     """README: `--config seeds=[0,1]` and a nested number (the TLM epochs) plan the right jobs."""
     proc = _dry_run(tmp_path, "--config", "seeds=[0,1]", "stitching={tlm: {epochs: 5}}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # 2 networks of the experiment + 3 trained only for the specificity test (sensitivity.specificity_seeds: 5)
-    assert re.search(r"^train\s+5\s*$", proc.stdout, re.M), proc.stdout[-2000:]
+    # 2 networks of the experiment + 2 trained only for the specificity test (sensitivity.specificity_seeds: 4)
+    assert re.search(r"^train\s+4\s*$", proc.stdout, re.M), proc.stdout[-2000:]
     assert re.search(r"^stitching_pair\s+2\s*$", proc.stdout, re.M), proc.stdout[-2000:]  # first within + first cross
 
 
@@ -212,3 +212,18 @@ def test_knn_k_beyond_the_probe_set_is_refused_before_any_job():
     base["similarity"]["measures"] = ["linear_cka"]  # no k-NN measure: k is never used
     base["sensitivity"]["measures"] = None
     checked_settings(base)
+
+
+def test_bootstrap_skip_leaves_out_only_the_listed_measures():
+    """The default run skips the k-NN measures' and RSA's intervals; every other measure, a user's own
+    included, keeps them, and bootstrap_measures still restricts the rest."""
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    s = checked_settings(base)
+    assert set(s.uncertainty.bootstrap_skip) == {"mutual_knn", "jaccard_knn", "second_order_cosine", "rsa"}
+    got = s.uncertainty.bootstrapped(["linear_cka", "rsa", "mutual_knn", "my_measure"])
+    assert got == ["linear_cka", "my_measure"]
+    base["uncertainty"].update(bootstrap_measures=["linear_cka", "rsa"], bootstrap_skip=["rsa"])
+    assert checked_settings(base).uncertainty.bootstrapped(["linear_cka", "rsa", "procrustes"]) == ["linear_cka"]
+    base["uncertainty"]["bootstrap_skip"] = ["no_such_measure"]
+    with pytest.raises(ConfigError, match="at uncertainty.bootstrap_skip"):
+        checked_settings(base)

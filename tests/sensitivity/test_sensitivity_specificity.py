@@ -212,17 +212,20 @@ def test_the_specificity_seeds_key():
     def settings(**sens):
         return load_settings({**base, "sensitivity": {**base["sensitivity"], **sens}})
 
-    s = settings()
+    default = settings()  # the default run: 4 networks, TLM pair jobs on seeds[0] -> seeds[1] only, DM-only for the other 5 pairs
+    assert specificity_seeds(default) == [0, 1, 2, 3] and len(specificity_similarity_pairs(default)) == 6
+    assert len(specificity_dm_pairs(default)) == 5 and "smallcnn_seed0__smallcnn_seed1" not in specificity_dm_pairs(default)
+    s = settings(specificity_seeds=5, pairs={"within": "all", "cross": "upper"})
     assert specificity_seeds(s) == [0, 1, 2, 3, 4] and specificity_extra_models(s) == ["smallcnn_seed3", "smallcnn_seed4"]
     assert len(specificity_similarity_pairs(s)) == 10 and "smallcnn_seed0__smallcnn_seed0" not in specificity_similarity_pairs(s)
     assert specificity_seeds(settings(specificity_seeds=None)) == [0, 1, 2] and specificity_extra_models(settings(specificity_seeds=2)) == []
     assert specificity_seeds(load_settings({**base, "seeds": [3, 0], "sensitivity": {**base["sensitivity"], "specificity_seeds": 4}})) == [3, 0, 4, 5]
     assert specificity_models(settings(enabled=False)) == []
-    # DM-only pair jobs: the specificity pairs no sensitivity pair job covers (the default: cross upper over 3 seeds)
+    # DM-only pair jobs: the specificity pairs no sensitivity pair job covers (here: cross upper over 3 seeds)
     dm = specificity_dm_pairs(s)
     assert len(dm) == 10 - 3 and "smallcnn_seed0__smallcnn_seed1" not in dm and "smallcnn_seed3__smallcnn_seed4" in dm
     assert specificity_dm_pairs(settings(stitch_methods=["tlm"])) == []
-    assert len(specificity_dm_pairs(settings(pairs={"within": "none", "cross": "none"}))) == 10
+    assert len(specificity_dm_pairs(settings(specificity_seeds=5, pairs={"within": "none", "cross": "none"}))) == 10
     with pytest.raises(ConfigError, match="sensitivity.specificity_seeds"):
         settings(specificity_seeds=1)
     external = dataclasses.replace(s, model=dataclasses.replace(s.model, factory="pkg.mod:net", checkpoints=("a.pt", "b.pt", "c.pt")))
