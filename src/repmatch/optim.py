@@ -29,6 +29,7 @@ groups with their settings and parameter indices), so a state saved by ``torch.o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,6 +38,15 @@ from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 _UNSUPPORTED = ("amsgrad", "maximize", "capturable", "differentiable", "fused")  # torch.optim group options left out
+
+
+
+def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): cosine decay from ``base_lr`` to 0 over
+    ``total_steps``, held at 0 after them -- the value torch's
+    ``LambdaLR(opt, lambda s: 0.5 * (1 + cos(pi * min(s, total) / total)))`` sets (the training and
+    detector schedules; the stitch schedule with warm-up and a floor is ``repmatch.stitching.task.lr_at``)."""
+    return base_lr * (0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
 
 
 def _scalar_dtype() -> torch.dtype:

@@ -193,3 +193,21 @@ def test_stepping_does_not_import_dynamo():
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "False", "repmatch.optim imported torch._dynamo"
+
+
+def test_cosine_lr_is_the_value_torchs_lambdalr_sets():
+    """The training and detector schedule: torch's LambdaLR with 0.5 * (1 + cos(pi * min(s, T) / T)),
+    compared value for value over the steps and past their end (held at 0)."""
+    import math
+
+    from repmatch.optim import cosine_lr
+
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([p], lr=0.1)
+    total = 7
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    for step in range(total + 3):
+        assert cosine_lr(0.1, step, total) == opt.param_groups[0]["lr"], step
+        opt.step()
+        sched.step()
+    assert cosine_lr(0.1, 0, total) == 0.1 and cosine_lr(0.1, total + 5, total) == 0.0

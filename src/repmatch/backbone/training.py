@@ -27,7 +27,7 @@ from ..data import ArrayDataset, Splits
 from ..networks.checkpoints import load_torch, save_torch
 from ..networks.stitchable import StitchableNet
 from ..networks.zoo import build_model
-from ..optim import SGD, Adam, AdamW, Optimizer
+from ..optim import SGD, Adam, AdamW, Optimizer, cosine_lr
 
 if TYPE_CHECKING:
     from ..settings import TrainSettings
@@ -90,12 +90,6 @@ def _optimizer(model: torch.nn.Module, train: TrainSettings) -> Optimizer:
     if train.optimizer == "adamw":  # decoupled weight decay, what ViTs are trained with
         return AdamW(model.parameters(), lr=lr, weight_decay=wd)
     return SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
-
-
-def _cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
-    """The learning rate of optimizer step ``step`` (0-based): cosine decay from ``base_lr`` to 0 over
-    ``total_steps``, the value torch's ``LambdaLR(opt, lambda s: 0.5 * (1 + cos(pi * s / total)))`` sets."""
-    return base_lr * (0.5 * (1 + math.cos(math.pi * step / total_steps)))
 
 
 def _rng_states(gen: torch.Generator) -> dict[str, Any]:
@@ -189,7 +183,7 @@ def train_model(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for group in opt.param_groups:
-                group["lr"] = _cosine_lr(train.lr, step, epochs * steps_per_epoch)
+                group["lr"] = cosine_lr(train.lr, step, epochs * steps_per_epoch)
             opt.step()
             step += 1
             loss_sum += float(loss.detach()) * len(y)

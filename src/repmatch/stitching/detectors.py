@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..networks.stitchable import StitchableNet
-from ..optim import Adam
+from ..optim import Adam, cosine_lr
 from ..settings import DetectorSettings
 from .network import freeze
 from .ood_metrics import auroc
@@ -214,8 +214,7 @@ def fit_detectors(
                 feats = model_b.features(x_t[idx], layers)
             opt.zero_grad(set_to_none=True)
             sum(F.cross_entropy(dets[name](feats[name]), y_t[idx]) for name in layers).backward()
-            # cosine decay per step: the value LambdaLR(opt, lambda s: 0.5 * (1 + cos(pi * min(s, total) / total))) set
-            opt.param_groups[0]["lr"] = cfg.lr * (0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+            opt.param_groups[0]["lr"] = cosine_lr(cfg.lr, step, total)  # cosine decay per step
             opt.step()
             step += 1
     if cfg.oe_epochs > 0:
