@@ -86,12 +86,16 @@ def snakemake_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "snakemake", *args]
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
-    """Run snakemake in ``workdir``; on failure the assertion shows the end of its output."""
+def _snakemake_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("SNAKEMAKE_PROFILE", None)  # only the profiles a test names
+    return env
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir``; on failure the assertion shows the end of its output."""
     proc = subprocess.run(
-        snakemake_cmd(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout
+        snakemake_cmd(*args), cwd=workdir, env=_snakemake_env(), capture_output=True, text=True, timeout=timeout
     )
     if check:
         assert proc.returncode == 0, (
@@ -99,6 +103,13 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 900, check: bool =
             f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
         )
     return proc
+
+
+def start_snakemake(workdir: Path, *args: str, log: Path) -> subprocess.Popen:
+    """Start snakemake in ``workdir`` in the background, stdout and stderr into ``log`` (a file, so
+    that a long run never blocks on a full pipe); the caller waits for it."""
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(snakemake_cmd(*args), cwd=workdir, env=_snakemake_env(), stdout=out, stderr=subprocess.STDOUT)
 
 
 def dry_run_jobs(workdir: Path, *args: str) -> list[dict]:

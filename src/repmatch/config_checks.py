@@ -108,6 +108,9 @@ def check_semantics(s: Settings) -> None:
     elif s.data.name == "mnist5k":
         if s.data.n_test >= n_train_total + n_test_total:
             errors.append(f"  at data.n_test: {s.data.n_test} leaves no training digits; mnist5k has 5000 in all")
+        elif s.data.n_train is not None and s.data.n_train > n_train_total:
+            errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training digits that "
+                          f"data.n_test={s.data.n_test} leaves of mnist5k's 5000")
     else:
         if not s.data.data_root:
             errors.append(f"  at data.data_root: dataset {s.data.name!r} is read from a local folder; set data.data_root")

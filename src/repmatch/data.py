@@ -169,7 +169,8 @@ def load_splits(data: DataSettings) -> Splits:
 
     ``mnist5k``: a seeded permutation of the 5,000 digits; the first ``n_test`` are the test set.
     torchvision datasets, an image folder (``imagefolder``) and a factory's data (``factory``):
-    their own train / test split, the training split optionally subsampled to ``n_train``.
+    their own train / test split. In every case the training split is optionally subsampled to
+    ``n_train`` (seeded), so a quick run can train and fit stitches on fewer images.
     In every case the probe set is the first ``n_probe`` test samples of a seeded permutation.
     Sample ids are row indices in the source (train and test ids index their own split, in the
     source's order; test ids are offset by the train size so every id is unique).
@@ -201,10 +202,10 @@ def load_splits(data: DataSettings) -> Splits:
             num_classes = int(max(tr_y.max(), te_y.max()) + 1)
         train = ArrayDataset(tr_x, tr_y, np.arange(len(tr_y), dtype=np.int64))
         test = ArrayDataset(te_x, te_y, np.arange(len(te_y), dtype=np.int64) + len(tr_y))
-        if data.n_train:
-            if data.n_train > len(train):
-                raise DataError(f"data.n_train={data.n_train} exceeds the {len(train)} training samples of {name}")
-            train = train.subset(np.sort(rng.permutation(len(train))[: data.n_train]))
+    if data.n_train:
+        if data.n_train > len(train):
+            raise DataError(f"data.n_train={data.n_train} exceeds the {len(train)} training samples of {name}")
+        train = train.subset(np.sort(rng.permutation(len(train))[: data.n_train]))
     n_probe = data.n_probe
     if not 0 < n_probe <= len(test):
         raise DataError(f"data.n_probe={n_probe} must be between 1 and the test-set size {len(test)}")

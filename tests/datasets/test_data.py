@@ -83,6 +83,27 @@ def test_bad_sizes_are_named():
         load_splits(section_settings("data", {"name": "mnist5k", "n_test": 5000}))
 
 
+def test_n_train_subsamples_the_mnist5k_training_split(mnist_splits):
+    """``data.n_train`` is a seeded subset of the training digits; the test and probe sets stay
+    disjoint from it, and an n_train the split cannot hold is named before any work."""
+    from repmatch.config_checks import checked_settings
+    from repmatch.settings import ConfigError
+
+    cfg = {"name": "mnist5k", "split_seed": 0, "n_test": 1000, "n_probe": 100}
+    part = load_splits(section_settings("data", cfg | {"n_train": 300}))
+    assert len(part.train) == 300 and set(part.train.ids.tolist()) <= set(mnist_splits.train.ids.tolist())
+    assert np.array_equal(part.test.ids, mnist_splits.test.ids)
+    assert np.all(np.diff(part.train.ids) > 0)
+    again = load_splits(section_settings("data", cfg | {"n_train": 300}))
+    assert np.array_equal(again.train.ids, part.train.ids) and np.array_equal(again.probe.ids, part.probe.ids)
+    np.testing.assert_array_equal(part.train.x, mnist_splits.train.x[np.isin(mnist_splits.train.ids, part.train.ids)])
+    with pytest.raises(DataError, match="data.n_train=4001"):
+        load_splits(section_settings("data", cfg | {"n_train": 4001}))
+    config = {"seeds": [0], "model": {"arch": "smallcnn"}, "train": {"epochs": 1}, "data": cfg | {"n_train": 4001}}
+    with pytest.raises(ConfigError, match=r"at data\.n_train: 4001 exceeds the 4000 training digits"):
+        checked_settings(config)
+
+
 def test_the_subspace_probe_set_is_test_data_only(mnist_splits):
     """The subspace match's own probe set: the whole test split by default, or a seeded subset of it;
     never a training sample."""

@@ -210,7 +210,9 @@ def _workflow(tmp_path, model_fn, make, wrap=False):
     # the pipeline's path through user networks is under test, not the cost of its optional extras
     cfg["subspace_match"].update(n_coords=300, chance_permutations=0, simple_eps=None)
     cfg["stitching"]["detector"] = {"enabled": False}
-    cfg["data"]["n_train"] = 1000  # the import job evaluates every training image (ResNet-18 on one core)
+    # the import job evaluates every training image, the stitching jobs every test image (ResNet-18 on one core)
+    cfg["data"].update(n_train=500, n_test=250, n_probe=100)
+    cfg["stitching"]["tlm"].update(n_train=128)  # 16 steps: the path under test, not convergence
     (wd / "byo.yaml").write_text(yaml.safe_dump(cfg))
     return wd, cfg
 

@@ -84,4 +84,4 @@ while :; do
     fi
     sleep 0.5
 done
-echo "start.sh: SLURM up (node localhost, partitions cpu and gpu with 1 fake GPU; state in $state)"
+echo "start.sh: SLURM up (node localhost, partitions cpu and gpu with 2 fake GPUs; state in $state)"

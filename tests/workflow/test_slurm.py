@@ -25,6 +25,7 @@ from workflow_runs import (
     dry_run_jobs,
     reference_run,
     run_snakemake,
+    start_snakemake,
     workflow_rules,
 )
 
@@ -205,7 +206,9 @@ def _slurm_jobs(run_id: str) -> list[dict]:
 
 @pytest.mark.slurm
 @pytest.mark.xdist_group("slurm_cluster")  # one test cluster, started once, on one worker
-def test_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path, tmp_path_factory):
+def test_pipeline_on_slurm_matches_local_run(slurm_cluster, retry_run, tmp_path, tmp_path_factory):
+    """``retry_run``: the time-limit test's workflow is started first, so that its minutes of waiting
+    for SLURM's limit pass while this test's jobs run on the same cluster."""
     state = slurm_cluster
     reference = reference_run(tmp_path_factory)  # local run; the cluster runs the same code
     cluster = copy_workflow(tmp_path / "cluster", source=reference)
@@ -270,10 +273,13 @@ rule slow:
 """
 
 
-@pytest.mark.slurm
-@pytest.mark.xdist_group("slurm_cluster")  # one test cluster, started once, on one worker
-def test_job_over_its_time_limit_is_retried_with_more_time(slurm_cluster, tmp_path):
-    wd = tmp_path / "retry"
+@pytest.fixture(scope="module")
+def retry_run(slurm_cluster, tmp_path_factory):
+    """The time-limit workflow, started in the background as soon as the cluster is up: its first
+    attempt spends one to two minutes waiting for SLURM to kill it (the executor's status polls back
+    off meanwhile), time in which the pipeline test's jobs can use the cluster. Yields the workflow
+    folder, the snakemake process and its log file; stopped at teardown if still running."""
+    wd = tmp_path_factory.mktemp("retry")
     (wd / "profiles" / "retry").mkdir(parents=True)
     (wd / "Snakefile").write_text(RETRY_SNAKEFILE)
     prof = _profile()
@@ -282,8 +288,23 @@ def test_job_over_its_time_limit_is_retried_with_more_time(slurm_cluster, tmp_pa
     prof["default-resources"] = {"runtime": "1+2*(attempt-1)", "mem_mb": "500*attempt", "cpus_per_task": 1}
     (wd / "profiles" / "retry" / "config.yaml").write_text(yaml.safe_dump(prof))
     (wd / "profiles" / "retry" / "partitions.yaml").write_text((PROFILE.parent / prof["slurm-partition-config"]).read_text())
-    proc = run_snakemake(wd, "--profile", "profiles/retry", *TEST_OVERRIDES, timeout=900)
-    log = proc.stdout + proc.stderr
+    log = wd / "snakemake.log"
+    proc = start_snakemake(wd, "--profile", "profiles/retry", *TEST_OVERRIDES, log=log)
+    try:
+        yield wd, proc, log
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # snakemake cancels its SLURM jobs on SIGTERM
+            proc.wait(timeout=60)
+
+
+@pytest.mark.slurm
+@pytest.mark.xdist_group("slurm_cluster")  # one test cluster, started once, on one worker
+def test_job_over_its_time_limit_is_retried_with_more_time(retry_run):
+    wd, proc, log_file = retry_run
+    rc = proc.wait(timeout=900)
+    log = log_file.read_text()
+    assert rc == 0, f"the time-limit workflow failed (rc={rc}) in {wd}:\n{log[-6000:]}"
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
     out = _sh(["squeue", "--states=all", "--noheader", "--name", run_id, "--format=%i|%T|%l"], check=True).stdout
     jobs = sorted((int(i), state, limit) for i, state, limit in (line.strip().split("|") for line in out.splitlines()))
