@@ -99,26 +99,25 @@ def check_semantics(s: Settings) -> None:
                       "data.name: factory")
     sizes = _user_data_sizes(s.data, errors) if s.data.name in USER_DATASETS else dataset_sizes(s.data.name, s.data.n_test)
     n_train_total, n_test_total = sizes if sizes is not None else (None, None)
+    train_source = None  # what the training images are, for the one n_train check below
     if sizes is None:
         pass  # a factory's sizes are known once it has run: load_splits checks them, naming the keys
     elif s.data.name in USER_DATASETS:
-        if s.data.n_train is not None and s.data.n_train > n_train_total:
-            errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training images of "
-                          f"{s.data.data_root}")
+        train_source = f"training images of {s.data.data_root}"
     elif s.data.name == "mnist5k":
         if s.data.n_test >= n_train_total + n_test_total:
             errors.append(f"  at data.n_test: {s.data.n_test} leaves no training digits; mnist5k has 5000 in all")
-        elif s.data.n_train is not None and s.data.n_train > n_train_total:
-            errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training digits that "
-                          f"data.n_test={s.data.n_test} leaves of mnist5k's 5000")
+        else:
+            train_source = f"training digits that data.n_test={s.data.n_test} leaves of mnist5k's 5000"
     else:
         if not s.data.data_root:
             errors.append(f"  at data.data_root: dataset {s.data.name!r} is read from a local folder; set data.data_root")
         elif not Path(s.data.data_root).expanduser().is_dir():
             errors.append(f"  at data.data_root: folder {s.data.data_root!r} does not exist (repmatch never downloads; "
                           "see docs/configuration.md, 'Pointing it at CIFAR-10')")
-        if s.data.n_train is not None and s.data.n_train > n_train_total:
-            errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} training images of {s.data.name}")
+        train_source = f"training images of {s.data.name}"
+    if train_source is not None and s.data.n_train is not None and s.data.n_train > n_train_total:
+        errors.append(f"  at data.n_train: {s.data.n_train} exceeds the {n_train_total} {train_source}")
     if n_test_total is not None and s.data.n_probe > n_test_total:
         errors.append(f"  at data.n_probe: {s.data.n_probe} probe samples do not fit the test set of {n_test_total}")
     if n_test_total is not None and s.subspace_match.n_probe is not None and s.subspace_match.n_probe > n_test_total:

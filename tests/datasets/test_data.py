@@ -104,6 +104,16 @@ def test_n_train_subsamples_the_mnist5k_training_split(mnist_splits):
         checked_settings(config)
 
 
+def test_n_train_beyond_a_torchvision_training_set_is_named_before_any_work(tmp_path):
+    from repmatch.config_checks import checked_settings
+    from repmatch.settings import ConfigError
+
+    config = {"seeds": [0], "model": {"arch": "smallcnn"}, "train": {"epochs": 1},
+              "data": {"name": "cifar10", "data_root": str(tmp_path), "n_train": 50001}}
+    with pytest.raises(ConfigError, match=r"at data\.n_train: 50001 exceeds the 50000 training images of cifar10"):
+        checked_settings(config)
+
+
 def test_the_subspace_probe_set_is_test_data_only(mnist_splits):
     """The subspace match's own probe set: the whole test split by default, or a seeded subset of it;
     never a training sample."""
